@@ -72,6 +72,16 @@ CREATE INDEX IF NOT EXISTS event_log_trace_idx ON event_log (trace_id) WHERE tra
 CREATE INDEX IF NOT EXISTS event_log_causation_idx ON event_log (causation_id) WHERE causation_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS event_log_workflow_idx ON event_log (workflow_id) WHERE workflow_id IS NOT NULL;
 
+-- True when the table `part` exists and is attached to `parent`: a month
+-- that was detached (its table still there) is not covered.
+CREATE OR REPLACE FUNCTION robson_is_partition_of(parent text, part text)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_inherits
+                    WHERE inhrelid = to_regclass(part) AND inhparent = to_regclass(parent))
+$$;
+
 -- Creates the monthly partitions of `parent` from the current month (UTC) to
 -- `months_ahead` months after it. Rows that an append placed in the DEFAULT
 -- partition meanwhile are moved into the new partition in the same
@@ -97,11 +107,22 @@ BEGIN
         hi := ((first_month AT TIME ZONE 'UTC') + make_interval(months => i + 1)) AT TIME ZONE 'UTC';
         part := format('%s_y%sm%s', parent,
                        to_char(lo AT TIME ZONE 'UTC', 'YYYY'), to_char(lo AT TIME ZONE 'UTC', 'MM'));
-        CONTINUE WHEN to_regclass(part) IS NOT NULL;
+        CONTINUE WHEN robson_is_partition_of(parent, part);
         -- Serialise concurrent maintainers (two daemons, a daemon and psql).
         PERFORM pg_advisory_xact_lock(hashtext('robson_partitions:' || parent));
-        CONTINUE WHEN to_regclass(part) IS NOT NULL;
+        CONTINUE WHEN robson_is_partition_of(parent, part);
+        IF to_regclass(part) IS NOT NULL THEN
+            -- A detached month: left to the operator, and reported by
+            -- check_partition_coverage() as missing.
+            RAISE WARNING 'robson: table % exists but is not a partition of %; its month stays in %',
+                part, parent, parent || '_default';
+            CONTINUE;
+        END IF;
         EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, parent);
+        -- Wait for in-flight appends to DEFAULT and hold off new ones until
+        -- ATTACH (which needs this lock anyway): a row committed after the move
+        -- would make ATTACH fail. Taken up front, so no lock upgrade can deadlock.
+        EXECUTE format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE', parent || '_default');
         EXECUTE format(
             'WITH moved AS (DELETE FROM %I WHERE %I >= $1 AND %I < $2 RETURNING *) '
             'INSERT INTO %I SELECT * FROM moved',
@@ -129,12 +150,12 @@ DECLARE
     first_month timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
     n int := 0;
 BEGIN
-    IF to_regclass(format('%s_y%s', parent, to_char(first_month, 'YYYY"m"MM'))) IS NULL THEN
+    IF NOT robson_is_partition_of(parent, format('%s_y%s', parent, to_char(first_month, 'YYYY"m"MM'))) THEN
         RETURN 0;
     END IF;
     LOOP
-        EXIT WHEN to_regclass(format('%s_y%s', parent,
-                  to_char(first_month + make_interval(months => n + 1), 'YYYY"m"MM'))) IS NULL;
+        EXIT WHEN NOT robson_is_partition_of(parent, format('%s_y%s', parent,
+                  to_char(first_month + make_interval(months => n + 1), 'YYYY"m"MM')));
         n := n + 1;
         EXIT WHEN n >= 1200;
     END LOOP;
@@ -157,8 +178,8 @@ BEGIN
         CONTINUE WHEN to_regclass(t) IS NULL;
         table_name := t;
         months_ahead := robson_months_covered(t);
-        current_ok := to_regclass(format('%s_y%s', t,
-                      to_char(date_trunc('month', now() AT TIME ZONE 'UTC'), 'YYYY"m"MM'))) IS NOT NULL;
+        current_ok := robson_is_partition_of(t, format('%s_y%s', t,
+                      to_char(date_trunc('month', now() AT TIME ZONE 'UTC'), 'YYYY"m"MM')));
         status := CASE WHEN NOT current_ok THEN 'CRITICAL'
                        WHEN months_ahead >= 2 THEN 'OK'
                        ELSE 'WARNING' END;

@@ -126,7 +126,9 @@ impl EventEnvelope {
 
 /// A point in the commit-safe reading order: events are read in
 /// `(tx_id, global_position)` order. `Position::START` is before every event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Position {
     pub tx_id: i64,
     pub global_position: i64,

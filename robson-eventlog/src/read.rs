@@ -1,0 +1,202 @@
+//! Reading the log: the commit-safe consumer read, per-stream reads and
+//! queries by tenant, type, time range and correlation ids.
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::event::{EventEnvelope, Position};
+
+/// The columns of an [`EventEnvelope`], `tx_id` as a plain number.
+const COLUMNS: &str = "event_id, tenant_id, stream_key, seq, global_position, \
+     tx_id::text::int8 AS tx_id, event_type, payload, payload_schema_version, occurred_at, \
+     ingested_at, idempotency_key, trace_id, causation_id, command_id, workflow_id, \
+     actor_type, actor_id";
+
+#[derive(FromRow)]
+struct Row {
+    event_id: Uuid,
+    tenant_id: Uuid,
+    stream_key: String,
+    seq: i64,
+    global_position: i64,
+    tx_id: i64,
+    event_type: String,
+    payload: sqlx::types::Json<serde_json::Value>,
+    payload_schema_version: i32,
+    occurred_at: DateTime<Utc>,
+    ingested_at: DateTime<Utc>,
+    idempotency_key: String,
+    trace_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    command_id: Option<Uuid>,
+    workflow_id: Option<Uuid>,
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+}
+
+impl From<Row> for EventEnvelope {
+    fn from(r: Row) -> Self {
+        EventEnvelope {
+            event_id: r.event_id,
+            tenant_id: r.tenant_id,
+            stream_key: r.stream_key,
+            seq: r.seq,
+            global_position: r.global_position,
+            tx_id: r.tx_id,
+            event_type: r.event_type,
+            payload: r.payload.0,
+            payload_schema_version: r.payload_schema_version,
+            occurred_at: r.occurred_at,
+            ingested_at: r.ingested_at,
+            idempotency_key: r.idempotency_key,
+            trace_id: r.trace_id,
+            causation_id: r.causation_id,
+            command_id: r.command_id,
+            workflow_id: r.workflow_id,
+            actor_type: r.actor_type,
+            actor_id: r.actor_id,
+        }
+    }
+}
+
+/// Committed events after `after`, at most `limit`, in commit-safe order.
+///
+/// Only events whose transaction id is below the xmin of this statement's
+/// snapshot are returned: every such transaction has ended, so no event can
+/// later appear before the last one returned. An event whose writer is still
+/// open is therefore never skipped (it is returned once its writer commits),
+/// and a rolled-back writer holds readers back only while it is open.
+pub async fn read_committed<'c>(
+    executor: impl PgExecutor<'c>,
+    after: Position,
+    limit: i64,
+) -> Result<Vec<EventEnvelope>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM event_log \
+          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY tx_id, global_position LIMIT $3"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(after.tx_id.to_string())
+        .bind(after.global_position)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(EventEnvelope::from).collect())
+}
+
+/// Events of one stream with seq > `after_seq`, in seq order, at most `limit`.
+/// (Reads committed data only, like any statement; an event's predecessors in
+/// its stream always committed before it.)
+pub async fn read_stream<'c>(
+    executor: impl PgExecutor<'c>,
+    stream_key: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<EventEnvelope>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM event_log WHERE stream_key = $1 AND seq > $2 \
+          ORDER BY seq LIMIT $3"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(stream_key)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(EventEnvelope::from).collect())
+}
+
+/// Filters for [`query_events`]; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub tenant_id: Option<Uuid>,
+    pub stream_key: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// occurred_at >= from
+    pub from: Option<DateTime<Utc>>,
+    /// occurred_at < to
+    pub to: Option<DateTime<Utc>>,
+    pub trace_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub command_id: Option<Uuid>,
+    pub workflow_id: Option<Uuid>,
+    /// Only events with global_position > this (paging).
+    pub after_position: Option<i64>,
+    /// At most this many (default 1000).
+    pub limit: Option<i64>,
+}
+
+/// Events matching every given filter, ordered by global_position.
+pub async fn query_events<'c>(
+    executor: impl PgExecutor<'c>,
+    q: &EventQuery,
+) -> Result<Vec<EventEnvelope>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM event_log \
+          WHERE ($1::uuid IS NULL OR tenant_id = $1) \
+            AND ($2::text IS NULL OR stream_key = $2) \
+            AND ($3::text[] IS NULL OR event_type = ANY($3)) \
+            AND ($4::timestamptz IS NULL OR occurred_at >= $4) \
+            AND ($5::timestamptz IS NULL OR occurred_at < $5) \
+            AND ($6::uuid IS NULL OR trace_id = $6) \
+            AND ($7::uuid IS NULL OR causation_id = $7) \
+            AND ($8::uuid IS NULL OR command_id = $8) \
+            AND ($9::uuid IS NULL OR workflow_id = $9) \
+            AND ($10::int8 IS NULL OR global_position > $10) \
+          ORDER BY global_position LIMIT $11"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(q.tenant_id)
+        .bind(q.stream_key.as_deref())
+        .bind(q.event_types.as_deref())
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.trace_id)
+        .bind(q.causation_id)
+        .bind(q.command_id)
+        .bind(q.workflow_id)
+        .bind(q.after_position)
+        .bind(q.limit.unwrap_or(1000))
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.into_iter().map(EventEnvelope::from).collect())
+}
+
+/// The highest global_position in the log (0 when empty), committed or not yet.
+pub async fn head_position<'c>(executor: impl PgExecutor<'c>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(global_position), 0)::int8 FROM event_log")
+        .fetch_one(executor)
+        .await
+}
+
+/// One row of `check_partition_coverage()`.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
+pub struct PartitionCoverage {
+    pub table_name: String,
+    pub months_ahead: i32,
+    pub status: String,
+}
+
+/// The partition coverage of the partitioned tables (SPEC §2.1).
+pub async fn partition_coverage<'c>(
+    executor: impl PgExecutor<'c>,
+) -> Result<Vec<PartitionCoverage>, sqlx::Error> {
+    sqlx::query_as("SELECT table_name, months_ahead, status FROM check_partition_coverage()")
+        .fetch_all(executor)
+        .await
+}
+
+/// Creates the partitions of the log and snapshots up to `months_ahead`
+/// months after the current one; returns how many were created.
+pub async fn ensure_partitions<'c>(
+    executor: impl PgExecutor<'c>,
+    months_ahead: i32,
+) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT create_event_log_partitions($1) + create_snapshot_partitions($1)")
+        .bind(months_ahead)
+        .fetch_one(executor)
+        .await
+}

@@ -1,0 +1,154 @@
+//! The migrations: re-runnable SQL files, applied by `migrate` or by hand
+//! (psql), in lexical order; running `migrate` again changes nothing.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use robson_eventlog::testing::TestDb;
+use robson_eventlog::{append_event, migrate, MIGRATIONS};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::support::{empty_database, event, order_stream};
+
+/// The files of `migrations/` in lexical order, as an operator finds them.
+fn migration_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), MIGRATIONS.len(), "every file is embedded");
+    files
+}
+
+type Recorded = Vec<(String, String, DateTime<Utc>)>;
+
+async fn recorded(conn: &mut PgConnection) -> Recorded {
+    sqlx::query_as("SELECT name, checksum, applied_at FROM schema_migrations ORDER BY name")
+        .fetch_all(conn)
+        .await
+        .expect("read schema_migrations")
+}
+
+/// `migrate` must succeed and record nothing new.
+async fn assert_migrate_is_a_no_op(conn: &mut PgConnection) {
+    let before = recorded(conn).await;
+    let report = migrate(conn).await.expect("migrate");
+    assert!(
+        report.newly_applied.is_empty(),
+        "applied again: {:?}",
+        report.newly_applied
+    );
+    assert_eq!(report.unchanged, MIGRATIONS.len());
+    assert_eq!(recorded(conn).await, before, "schema_migrations unchanged");
+}
+
+async fn raw_apply(conn: &mut PgConnection, file: &PathBuf) {
+    let sql = std::fs::read_to_string(file).expect("read a migration file");
+    sqlx::raw_sql(&sql)
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+}
+
+/// The schema works: an append goes through.
+async fn assert_log_accepts_appends(conn: &mut PgConnection) {
+    let o = append_event(
+        &mut *conn,
+        &event(Uuid::new_v4(), &order_stream(), json!({"n": 1})),
+    )
+    .await
+    .expect("append after migrating");
+    assert_eq!(o.seq, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn migrate_on_an_empty_database_applies_everything_once_and_then_nothing() {
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .expect("connect");
+    let first = migrate(&mut conn).await.expect("first migrate");
+    let names: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+    assert_eq!(first.newly_applied, names);
+    assert_migrate_is_a_no_op(&mut conn).await;
+    assert_migrate_is_a_no_op(&mut conn).await;
+    assert_log_accepts_appends(&mut conn).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn migrate_on_a_migrated_database_with_events_changes_nothing() {
+    let db = TestDb::new().await;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    assert_log_accepts_appends(&mut conn).await;
+    assert_migrate_is_a_no_op(&mut conn).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn migrate_after_the_files_were_applied_by_hand_succeeds_and_is_then_a_no_op() {
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .expect("connect");
+    for file in migration_files() {
+        raw_apply(&mut conn, &file).await;
+    }
+    assert_log_accepts_appends(&mut conn).await;
+    migrate(&mut conn)
+        .await
+        .expect("migrate after a manual apply");
+    assert_migrate_is_a_no_op(&mut conn).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn every_migration_file_applies_twice_in_a_row_on_an_empty_database() {
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .expect("connect");
+    for file in migration_files() {
+        raw_apply(&mut conn, &file).await;
+        raw_apply(&mut conn, &file).await;
+    }
+    assert_log_accepts_appends(&mut conn).await;
+}
+
+/// psql from the cluster's binaries, else from PATH.
+fn psql() -> PathBuf {
+    std::env::var_os("ROBSON_TEST_PG_BIN")
+        .map(|dir| PathBuf::from(dir).join("psql"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("psql"))
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn every_migration_file_applies_with_psql_on_error_stop_twice_in_lexical_order() {
+    let url = empty_database().await;
+    for round in 0..2 {
+        for file in migration_files() {
+            let out = tokio::process::Command::new(psql())
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f"])
+                .arg(&file)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("run psql (needed by this test): {e}"));
+            assert!(
+                out.status.success(),
+                "round {round}, {}: psql exited with {}: {}",
+                file.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    assert_log_accepts_appends(&mut conn).await;
+    migrate(&mut conn).await.expect("migrate after psql");
+    assert_migrate_is_a_no_op(&mut conn).await;
+}
