@@ -1,1 +1,26 @@
+//! robson-projector: the projection rules of SPEC §3, as a pure core and a
+//! set-based persistence shell. No actors, no HTTP, no clock.
+//!
+//! - [`rules`]: each handled event type's payload validation and its effect
+//!   on the row(s) it targets, as plain functions (row before, event) → row
+//!   after; [`fold`] applies them over rows held in memory.
+//! - [`decimal`], [`payload`], [`rows`]: the values and rows the rules work on.
+//! - [`store`]: [`apply_batch`] and the operator actions, inside the caller's
+//!   transaction; the exactly-once filter is `projection_stream_progress`.
+//! - [`error`]: [`ProjectionError`] and [`classify`], the one place that
+//!   decides whether a database error is transient.
 
+pub mod decimal;
+mod enums;
+pub mod error;
+pub mod fold;
+pub mod payload;
+pub mod rows;
+pub mod rules;
+pub mod store;
+
+pub use error::{classify, ErrorClass, ErrorKind, ProjectionError};
+pub use store::{
+    apply_batch, apply_event, catch_up_stream, list_parked, resume_stream, BatchOutcome,
+    DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError, Resumed,
+};

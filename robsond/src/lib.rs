@@ -1,1 +1,95 @@
+//! robsond: the robson projection daemon and its command line.
+//!
+//! `daemon` holds the actors (supervisor → projectors per partition ←
+//! poller, and the monitor), `http` the actix-web endpoints, `commands` the
+//! one-shot subcommands, `app` the wiring of a running daemon. Projection
+//! rules live in `robson-projector`, the log in `robson-eventlog`.
 
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod generate;
+pub mod http;
+pub mod metrics;
+pub mod partition;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+use cli::Command;
+use config::{Config, ConfigError, DatabaseConfig};
+
+/// Exit codes of SPEC §4.5.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
+
+/// Runs one parsed command line to completion and returns the exit code.
+pub fn run_command(command: Command) -> ExitCode {
+    match dispatch(command) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            if let Some(cfg) = err.downcast_ref::<ConfigError>() {
+                eprintln!("robsond: {cfg}");
+                return ExitCode::from(exit::USAGE);
+            }
+            eprintln!("robsond: error: {err:#}");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run => {
+            let config = Config::from_env()?;
+            telemetry::init_subscriber(config.log_format, &config.log_filter);
+            app::run(config)
+        }
+        Command::Migrate => {
+            with_database(|db| Box::pin(async move { commands::migrate(&db).await }))
+        }
+        Command::Status { json } => {
+            with_database(move |db| Box::pin(async move { commands::status::run(&db, json).await }))
+        }
+        Command::Append(args) => {
+            with_database(move |db| Box::pin(async move { commands::append::run(&db, args).await }))
+        }
+        Command::Generate(args) => with_database(move |db| {
+            Box::pin(async move { commands::generate::run(&db, args).await })
+        }),
+        Command::Streams { action } => with_database(move |db| {
+            Box::pin(async move { commands::streams::run(&db, action).await })
+        }),
+        Command::Dev(args) => commands::dev::run(args),
+        other => anyhow::bail!("`{}` is not implemented yet", command_name(&other)),
+    }
+}
+
+type CommandFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// Runs a database-only command on a current-thread runtime, logging as text.
+fn with_database(f: impl FnOnce(DatabaseConfig) -> CommandFuture) -> anyhow::Result<()> {
+    let db = DatabaseConfig::from_env()?;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    telemetry::init_subscriber(config::LogFormat::Text, &filter);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f(db))
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Snapshot { .. } => "snapshot",
+        Command::Rebuild { .. } => "rebuild",
+        Command::Verify => "verify",
+        Command::Dev(_) => "dev",
+        Command::Bench { .. } => "bench",
+        _ => "command",
+    }
+}

@@ -1,1 +1,8 @@
-fn main() {}
+//! `robsond`: parse the command line and hand over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = robsond::cli::Cli::parse();
+    robsond::run_command(cli.into_command())
+}

@@ -1,0 +1,213 @@
+//! Folding events over rows held in memory: the rows a batch touches are
+//! loaded once, every event is applied with the rules, and each changed row
+//! is written once at the end. Pure (no database); loading and storing the
+//! [`Tables`] is `store`'s job.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use robson_eventlog::EventEnvelope;
+use uuid::Uuid;
+
+use crate::error::ProjectionError;
+use crate::rows::{
+    BalanceKey, BalanceRow, FillRow, OrderKey, OrderRow, PositionKey, PositionRow, RiskKey,
+    RiskRow, StrategyKey, StrategyRow,
+};
+use crate::rules::fill::FillEffect;
+use crate::rules::{self, account, fill, order, position, strategy, Command, Stamp};
+
+/// The rows of one table known to the fold, and which of them changed.
+#[derive(Debug, Clone)]
+pub struct Table<K, R> {
+    rows: BTreeMap<K, R>,
+    changed: BTreeSet<K>,
+}
+
+impl<K, R> Default for Table<K, R> {
+    fn default() -> Self {
+        Table {
+            rows: BTreeMap::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone, R> Table<K, R> {
+    /// The row under `key`, if it exists.
+    pub fn get(&self, key: &K) -> Option<&R> {
+        self.rows.get(key)
+    }
+
+    /// Adds a row as stored (unchanged).
+    pub fn load(&mut self, key: K, row: R) {
+        self.rows.insert(key, row);
+    }
+
+    /// Stores a row produced by a rule (changed).
+    pub fn put(&mut self, key: K, row: R) {
+        self.changed.insert(key.clone());
+        self.rows.insert(key, row);
+    }
+
+    /// The changed rows, in key order.
+    pub fn changed(&self) -> Vec<&R> {
+        self.changed
+            .iter()
+            .filter_map(|key| self.rows.get(key))
+            .collect()
+    }
+
+    /// Every row, in key order.
+    pub fn rows(&self) -> impl Iterator<Item = &R> {
+        self.rows.values()
+    }
+}
+
+/// The projection rows a batch works on.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub orders: Table<OrderKey, OrderRow>,
+    /// Fills recorded by this fold (fills are only ever inserted).
+    pub fills: Vec<FillRow>,
+    pub positions: Table<PositionKey, PositionRow>,
+    pub balances: Table<BalanceKey, BalanceRow>,
+    pub risks: Table<RiskKey, RiskRow>,
+    pub strategies: Table<StrategyKey, StrategyRow>,
+}
+
+/// What an accepted event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Rows were written (stamped with the event).
+    Changed,
+    /// A repeated exchange report: nothing changed, but the event is applied.
+    DuplicateFill,
+    /// Not one of the twelve handled types: nothing changed (skipped).
+    Unhandled,
+}
+
+/// The rows every parsed command needs, to be loaded before folding.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    pub orders: BTreeSet<OrderKey>,
+    pub positions: BTreeSet<PositionKey>,
+    pub balances: BTreeSet<BalanceKey>,
+    pub risks: BTreeSet<RiskKey>,
+    pub strategies: BTreeSet<StrategyKey>,
+}
+
+impl Keys {
+    /// Adds the row `command` reads and writes, for an event of `tenant_id`.
+    pub fn add(&mut self, command: &Command, tenant_id: Uuid) {
+        let order = |order_id| OrderKey {
+            tenant_id,
+            order_id,
+        };
+        match command {
+            Command::OrderSubmitted(c) => self.orders.insert(c.key(tenant_id)),
+            Command::OrderAcked(c) => self.orders.insert(order(c.order_id)),
+            Command::FillReceived(c) => self.orders.insert(order(c.order_id)),
+            Command::OrderEnded(c) => self.orders.insert(order(c.order_id)),
+            Command::PositionOpened(c) => self.positions.insert(c.key(tenant_id)),
+            Command::PositionClosed(c) => self.positions.insert(c.key(tenant_id)),
+            Command::BalanceSampled(c) => self.balances.insert(c.key(tenant_id)),
+            Command::RiskChecked(c) => self.risks.insert(c.key(tenant_id)),
+            Command::StrategyEnabled(c) => self.strategies.insert(c.key(tenant_id)),
+            Command::StrategyDisabled(c) => self.strategies.insert(c.key(tenant_id)),
+        };
+    }
+}
+
+impl Tables {
+    /// How many rows (of every table, fills included) the fold changed.
+    pub fn rows_changed(&self) -> usize {
+        self.orders.changed.len()
+            + self.fills.len()
+            + self.positions.changed.len()
+            + self.balances.changed.len()
+            + self.risks.changed.len()
+            + self.strategies.changed.len()
+    }
+
+    /// Validates and applies one event. On error nothing changes.
+    pub fn apply(&mut self, event: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        let command = rules::parse(&event.event_type, &event.payload, event.tenant_id)?;
+        match command {
+            Some(command) => self.apply_command(&command, &Stamp::of(event)),
+            None => Ok(Applied::Unhandled),
+        }
+    }
+
+    /// Applies an already validated command. On error nothing changes.
+    pub fn apply_command(
+        &mut self,
+        command: &Command,
+        stamp: &Stamp,
+    ) -> Result<Applied, ProjectionError> {
+        let tenant_id = stamp.tenant_id;
+        let order_key = |order_id| OrderKey {
+            tenant_id,
+            order_id,
+        };
+        match command {
+            Command::OrderSubmitted(c) => {
+                let key = c.key(tenant_id);
+                let row = order::submit(self.orders.get(&key), c, stamp)?;
+                self.orders.put(key, row);
+            }
+            Command::OrderAcked(c) => {
+                let key = order_key(c.order_id);
+                let row = order::ack(self.orders.get(&key), c, stamp)?;
+                self.orders.put(key, row);
+            }
+            Command::OrderEnded(c) => {
+                let key = order_key(c.order_id);
+                let row = order::end(self.orders.get(&key), c, stamp)?;
+                self.orders.put(key, row);
+            }
+            Command::FillReceived(c) => {
+                let key = order_key(c.order_id);
+                match fill::fill(self.orders.get(&key), c, stamp)? {
+                    FillEffect::Duplicate => return Ok(Applied::DuplicateFill),
+                    FillEffect::Recorded { order, fill } => {
+                        self.orders.put(key, *order);
+                        self.fills.push(*fill);
+                    }
+                }
+            }
+            Command::PositionOpened(c) => {
+                let key = c.key(tenant_id);
+                let row = position::open(self.positions.get(&key), c, stamp)?;
+                self.positions.put(key, row);
+            }
+            Command::PositionClosed(c) => {
+                let key = c.key(tenant_id);
+                let row = position::close(self.positions.get(&key), c, stamp)?;
+                self.positions.put(key, row);
+            }
+            Command::BalanceSampled(c) => {
+                self.balances
+                    .put(c.key(tenant_id), account::sample_balance(c, stamp));
+            }
+            Command::RiskChecked(c) => {
+                let key = c.key(tenant_id);
+                let row = account::check_risk(self.risks.get(&key), c, stamp);
+                self.risks.put(key, row);
+            }
+            Command::StrategyEnabled(c) => {
+                let key = c.key(tenant_id);
+                let row = strategy::enable(self.strategies.get(&key), c, stamp);
+                self.strategies.put(key, row);
+            }
+            Command::StrategyDisabled(c) => {
+                let key = c.key(tenant_id);
+                let row = strategy::disable(self.strategies.get(&key), c, stamp)?;
+                self.strategies.put(key, row);
+            }
+        }
+        Ok(Applied::Changed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+//! [`apply_batch`]: a batch of stored events applied exactly once, in
+//! per-stream seq order, with set-based reads and writes, inside the
+//! caller's transaction. Poison events are dead-lettered without stopping
+//! the rest of the batch.
+
+use std::collections::BTreeMap;
+
+use robson_eventlog::{read_stream, EventEnvelope};
+use sqlx::{Connection, PgConnection};
+use tracing::warn;
+use uuid::Uuid;
+
+use super::plan::{self, Folded, Plan, Step};
+use super::progress::{self, ProgressMap};
+use super::{dead_letters, tables, BatchOutcome, PoisonPolicy};
+use crate::error::{ErrorClass, ProjectionError};
+
+/// Applies `events` (any order, any streams, re-deliveries allowed) to the
+/// projection tables.
+///
+/// Runs inside the caller's transaction and never commits it: the caller
+/// commits the projection writes together with its own checkpoint. (Called
+/// on a connection outside any transaction, the batch is its own
+/// transaction.) Per stream, events at or below the last applied seq are
+/// re-deliveries and change nothing; missing predecessors are read from
+/// `event_log` and applied first; events behind a parked stream are held.
+/// The result does not depend on how events are split into batches.
+///
+/// Errors are transient (see [`ProjectionError::class`]): the caller rolls
+/// back and retries the batch. Permanent failures never surface here: the
+/// event is dead-lettered and the batch goes on.
+pub async fn apply_batch(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    policy: PoisonPolicy,
+) -> Result<BatchOutcome, ProjectionError> {
+    if events.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    if !conn.is_in_transaction() {
+        let mut tx = conn.begin().await?;
+        let outcome = apply_in_transaction(&mut tx, events, policy).await?;
+        tx.commit().await?;
+        return Ok(outcome);
+    }
+    apply_in_transaction(conn, events, policy).await
+}
+
+/// [`apply_batch`] of one event.
+pub async fn apply_event(
+    conn: &mut PgConnection,
+    event: &EventEnvelope,
+    policy: PoisonPolicy,
+) -> Result<BatchOutcome, ProjectionError> {
+    apply_batch(conn, std::slice::from_ref(event), policy).await
+}
+
+async fn apply_in_transaction(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    policy: PoisonPolicy,
+) -> Result<BatchOutcome, ProjectionError> {
+    let streams: BTreeMap<String, Uuid> = events
+        .iter()
+        .map(|e| (e.stream_key.clone(), e.tenant_id))
+        .collect();
+    let mut progress = progress::lock(conn, &streams).await?;
+    let mut plan = Plan::new(events, &progress);
+    let gaps = plan.gaps(&progress);
+    if !gaps.is_empty() {
+        // Rare: a stream's events committed in an order other than seq order
+        // reach the daemon out of order. Their predecessors are committed.
+        let mut read = Vec::new();
+        for (stream_key, last_seq, max_seq) in &gaps {
+            read.extend(read_stream(&mut *conn, stream_key, *last_seq, max_seq - last_seq).await?);
+        }
+        plan.fill(read, &progress)?;
+    }
+    let mut outcome = std::mem::take(&mut plan.counts);
+    let steps = plan.into_steps();
+    match write_steps(conn, &steps, &progress, policy).await {
+        Ok(folded) => outcome.merge(folded.outcome),
+        Err(err) if err.class() == ErrorClass::Permanent => {
+            warn!(events = steps.len(), error = %err, "Batch refused by the database; applying its events one at a time.");
+            for step in &steps {
+                outcome.merge(apply_one(conn, step, &mut progress, policy).await?);
+            }
+        }
+        Err(err) => return Err(err),
+    }
+    Ok(outcome)
+}
+
+/// Loads the rows `steps` touch, folds them, and writes rows, fills, dead
+/// letters and progress, all in one savepoint that is rolled back on error.
+async fn write_steps(
+    conn: &mut PgConnection,
+    steps: &[Step<'_>],
+    progress: &ProgressMap,
+    policy: PoisonPolicy,
+) -> Result<Folded, ProjectionError> {
+    let mut savepoint = conn.begin().await?;
+    let written: Result<Folded, sqlx::Error> = async {
+        let mut rows = tables::load(&mut savepoint, &plan::keys(steps)).await?;
+        let folded = plan::fold(&mut rows, steps, progress, policy);
+        tables::write(&mut savepoint, &rows).await?;
+        dead_letters::record(&mut savepoint, &folded.outcome.dead_lettered, policy).await?;
+        progress::update(&mut savepoint, &folded.progress).await?;
+        Ok(folded)
+    }
+    .await;
+    match written {
+        Ok(folded) => {
+            savepoint.commit().await?;
+            Ok(folded)
+        }
+        Err(err) => {
+            if let Err(rollback) = savepoint.rollback().await {
+                warn!(error = %rollback, "Rollback to savepoint failed.");
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// Applies one step in its own savepoint; if the database refuses its
+/// writes permanently, dead-letters it instead (the culprit of a refused
+/// batch).
+async fn apply_one(
+    conn: &mut PgConnection,
+    step: &Step<'_>,
+    progress: &mut ProgressMap,
+    policy: PoisonPolicy,
+) -> Result<BatchOutcome, ProjectionError> {
+    let folded = match write_steps(conn, std::slice::from_ref(step), progress, policy).await {
+        Ok(folded) => folded,
+        Err(err) if err.class() == ErrorClass::Permanent => {
+            let event = step.event.as_ref();
+            warn!(stream = %event.stream_key, seq = event.seq, error = %err, "Event refused by the database; dead-lettering it.");
+            let folded = plan::fail(step, &err, progress, policy);
+            dead_letters::record(conn, &folded.outcome.dead_lettered, policy).await?;
+            progress::update(conn, &folded.progress).await?;
+            folded
+        }
+        Err(err) => return Err(err),
+    };
+    for stream in &folded.progress {
+        progress.insert(stream.stream_key.clone(), stream.clone());
+    }
+    Ok(folded.outcome)
+}

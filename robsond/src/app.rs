@@ -1,0 +1,177 @@
+//! Building and running the daemon (`robsond run`): connect, prepare the
+//! checkpoints, start the supervisor and the HTTP server in one actix
+//! System, and shut down in order on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use anyhow::Context as _;
+use robson_projector::PoisonPolicy;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, OnPoison};
+use crate::daemon::checkpoint;
+use crate::daemon::retry::Backoff;
+use crate::daemon::state::DaemonState;
+use crate::daemon::supervisor::{DaemonSupervisor, Shutdown, SupervisorSetup};
+use crate::http::{self, HttpContext};
+use crate::metrics::Metrics;
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct Application {
+    pub http_addr: SocketAddr,
+    pub state: Arc<DaemonState>,
+    server: ServerHandle,
+    supervisor: Addr<DaemonSupervisor>,
+    shutdown_timeout: Duration,
+    pool: PgPool,
+}
+
+/// A pool for `url` (never logged) with `max` connections.
+pub async fn connect(url: &str, max: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("robsond");
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+impl Application {
+    /// Connects (retrying while the database is unreachable), prepares the
+    /// checkpoints and starts every actor and the HTTP server.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let pool = connect(
+            config.database.url.expose(),
+            config.database.max_connections,
+        )
+        .await
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        let checkpoints = prepare_with_retry(&pool, config.partitions).await?;
+        let state = Arc::new(DaemonState::new(
+            config.instance_id.clone(),
+            config.partitions,
+        ));
+        for (p, pos) in checkpoints.iter().enumerate() {
+            state.partitions[p]
+                .checkpoint
+                .store(pos.global_position, std::sync::atomic::Ordering::Relaxed);
+        }
+        let metrics =
+            Arc::new(Metrics::new(config.partitions).context("Failed to create metrics")?);
+        let policy = match config.on_poison {
+            OnPoison::Park => PoisonPolicy::Park,
+            OnPoison::Skip => PoisonPolicy::Skip,
+        };
+        let supervisor = DaemonSupervisor::new(SupervisorSetup {
+            pool: pool.clone(),
+            state: state.clone(),
+            metrics: metrics.clone(),
+            policy,
+            batch_size: config.batch_size,
+            poll_interval: config.poll_interval,
+            checkpoints,
+        })
+        .start();
+        let ctx = HttpContext {
+            state: state.clone(),
+            metrics,
+            pool: pool.clone(),
+            poll_interval: config.poll_interval,
+            max_lag_seconds: config.health_max_lag.as_secs_f64(),
+            max_lag_events: config.health_max_lag_events as i64,
+            admin_token: config.admin_token.clone(),
+        };
+        let (server, http_addr) = http::serve(ctx, config.http_addr)
+            .with_context(|| format!("Failed to bind ROBSON_HTTP_ADDR {}", config.http_addr))?;
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(
+            instance = %config.instance_id,
+            http = %http_addr,
+            partitions = config.partitions,
+            database = %crate::config::redacted_url(config.database.url.expose()),
+            "robsond started."
+        );
+        Ok(Application {
+            http_addr,
+            state,
+            server: handle,
+            supervisor,
+            shutdown_timeout: config.shutdown_timeout,
+            pool,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, then drains and stops.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let mut term =
+            signal(SignalKind::terminate()).context("Failed to install SIGTERM handler")?;
+        let mut int =
+            signal(SignalKind::interrupt()).context("Failed to install SIGINT handler")?;
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = which,
+            timeout_secs = self.shutdown_timeout.as_secs(),
+            "Shutting down: draining projectors."
+        );
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops reading, lets projectors commit what they hold (within the
+    /// shutdown timeout), then stops the HTTP server.
+    pub async fn shutdown(self) {
+        let drained =
+            tokio::time::timeout(self.shutdown_timeout, self.supervisor.send(Shutdown)).await;
+        match drained {
+            Ok(Ok(())) => tracing::info!("Drained; every batch in flight is committed."),
+            _ => tracing::warn!(
+                "Shutdown timeout reached; uncommitted batches will be re-read on the next start."
+            ),
+        }
+        self.server.stop(true).await;
+        self.pool.close().await;
+    }
+}
+
+async fn prepare_with_retry(
+    pool: &PgPool,
+    partitions: usize,
+) -> anyhow::Result<Vec<robson_eventlog::Position>> {
+    let mut backoff = Backoff::default();
+    loop {
+        match checkpoint::prepare(pool, partitions).await {
+            Ok(c) => return Ok(c),
+            Err(err)
+                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
+            {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Database unreachable at startup; retrying.");
+                tokio::time::sleep(delay).await;
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(
+                    "Failed to read projection_checkpoints (has `robsond migrate` been run?)",
+                ))
+            }
+        }
+    }
+}
+
+/// `robsond run`: the daemon, in an actix System, until a signal.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        let app = Application::build(&config).await?;
+        app.run_until_stopped().await
+    })
+}

@@ -1,0 +1,42 @@
+//! The one-shot subcommands of SPEC §4.5 that work on the database without a
+//! running daemon. Each returns `anyhow::Result`; `main` maps errors to exit
+//! codes.
+
+pub mod append;
+pub mod dev;
+pub mod generate;
+pub mod status;
+pub mod streams;
+
+use crate::config::DatabaseConfig;
+
+/// A small pool for a command.
+pub async fn pool(db: &DatabaseConfig) -> anyhow::Result<sqlx::PgPool> {
+    let pool = crate::app::connect(db.url.expose(), db.max_connections.min(4)).await?;
+    Ok(pool)
+}
+
+/// `robsond migrate`.
+pub async fn migrate(db: &DatabaseConfig) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(db.url.expose())
+        .await
+        .context("Failed to connect to the database")?;
+    let report = robson_eventlog::migrate(&mut conn)
+        .await
+        .context("Failed to apply migrations")?;
+    if report.newly_applied.is_empty() {
+        println!("Schema up to date ({} migrations).", report.unchanged);
+    } else {
+        for name in &report.newly_applied {
+            println!("applied {name}");
+        }
+        println!(
+            "Schema migrated ({} applied, {} unchanged).",
+            report.newly_applied.len(),
+            report.unchanged
+        );
+    }
+    Ok(())
+}

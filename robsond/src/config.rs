@@ -1,0 +1,532 @@
+//! Daemon configuration from the environment (SPEC §4.2).
+//!
+//! envy reads every variable as an optional string, so reading never fails on a
+//! bad value; `Config::from_raw` then parses and checks each one and reports the
+//! first problem as one line naming the variable and what it accepts. Secrets
+//! (the database URL, the admin token) live in [`Secret`] and are never echoed.
+//! What the values are used for belongs to the modules that use them.
+
+use serde::Deserialize;
+use std::{fmt, net::SocketAddr, time::Duration};
+
+/// A value that must never reach a log, an error or an HTTP answer.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The wrapped value; call it only where the secret is actually needed.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The configuration could not be read or is invalid; displays as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("invalid configuration: {var} is required ({expected})")]
+    Missing {
+        var: &'static str,
+        expected: &'static str,
+    },
+    /// A variable holds a value it does not accept; `shown` is the quoted value
+    /// or `(value hidden)` for secrets.
+    #[error("invalid configuration: {var}={shown} is not valid: expected {expected}")]
+    Invalid {
+        var: &'static str,
+        shown: String,
+        expected: String,
+    },
+    /// envy could not read the environment.
+    #[error("invalid configuration: {0}")]
+    Env(#[from] envy::Error),
+}
+
+/// What to do with a stream whose event failed permanently (ROBSON_ON_POISON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPoison {
+    /// Record a dead letter and hold the stream's later events.
+    Park,
+    /// Record a dead letter and go on with the stream's next event.
+    Skip,
+}
+
+/// Log line format on stderr (ROBSON_LOG_FORMAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The environment as read, before any check. Empty strings count as unset.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub database_url: Option<Secret<String>>,
+    pub robson_http_addr: Option<String>,
+    pub robson_partitions: Option<String>,
+    pub robson_batch_size: Option<String>,
+    pub robson_poll_interval_ms: Option<String>,
+    pub robson_db_max_connections: Option<String>,
+    pub robson_shutdown_timeout_secs: Option<String>,
+    pub robson_health_max_lag_seconds: Option<String>,
+    pub robson_health_max_lag_events: Option<String>,
+    pub robson_on_poison: Option<String>,
+    pub robson_admin_token: Option<Secret<String>>,
+    pub robson_instance_id: Option<String>,
+    pub robson_log_format: Option<String>,
+    pub rust_log: Option<String>,
+    pub hostname: Option<String>,
+}
+
+impl RawConfig {
+    /// Reads the process environment. Values that are not UTF-8 are kept
+    /// (lossily) so that validation names the variable instead of panicking.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars_os().filter_map(|(key, value)| {
+            Some((
+                key.into_string().ok()?,
+                value.to_string_lossy().into_owned(),
+            ))
+        }))
+    }
+
+    /// Reads the given (name, value) pairs instead of the environment.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Ok(envy::from_iter(vars)?)
+    }
+}
+
+/// What the database-only CLI commands need (migrate, status, append, …).
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret<String>,
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_raw(&RawConfig::from_env()?)
+    }
+
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_raw(&RawConfig::from_vars(vars)?)
+    }
+
+    pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
+        let Some(url) = set(raw.database_url.as_ref().map(|s| s.expose().as_str())) else {
+            let expected = "a PostgreSQL URL such as postgres://user:password@host:5432/robson";
+            return Err(ConfigError::Missing {
+                var: "DATABASE_URL",
+                expected,
+            });
+        };
+        let scheme_ok = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
+        if !scheme_ok {
+            let expected = "a URL starting with postgres:// or postgresql://";
+            return Err(invalid_hidden("DATABASE_URL", expected));
+        }
+        let max_connections = int(&raw.robson_db_max_connections, DB_MAX_CONNECTIONS)?;
+        let url = Secret::new(url.to_owned());
+        // Range-checked to at most 1000, so the cast cannot truncate.
+        Ok(Self {
+            url,
+            max_connections: max_connections as u32,
+        })
+    }
+}
+
+/// The daemon's full configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub http_addr: SocketAddr,
+    pub partitions: usize,
+    pub batch_size: usize,
+    pub poll_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub health_max_lag: Duration,
+    pub health_max_lag_events: u64,
+    pub on_poison: OnPoison,
+    /// `None` turns the admin endpoints off.
+    pub admin_token: Option<Secret<String>>,
+    pub instance_id: String,
+    pub log_format: LogFormat,
+    /// The tracing filter directive (RUST_LOG), not yet parsed.
+    pub log_filter: String,
+}
+
+/// An integer variable: name, default, smallest and largest accepted value.
+struct IntVar(&'static str, u64, u64, u64);
+
+const PARTITIONS: IntVar = IntVar("ROBSON_PARTITIONS", 8, 1, 1024);
+const BATCH_SIZE: IntVar = IntVar("ROBSON_BATCH_SIZE", 500, 1, 10_000);
+const POLL_INTERVAL_MS: IntVar = IntVar("ROBSON_POLL_INTERVAL_MS", 1000, 10, 3_600_000);
+// The daemon holds one connection for LISTEN and needs at least one more to work.
+const DB_MAX_CONNECTIONS: IntVar = IntVar("ROBSON_DB_MAX_CONNECTIONS", 16, 2, 1000);
+const SHUTDOWN_TIMEOUT_SECS: IntVar = IntVar("ROBSON_SHUTDOWN_TIMEOUT_SECS", 30, 1, 3600);
+const MAX_LAG_SECONDS: IntVar = IntVar("ROBSON_HEALTH_MAX_LAG_SECONDS", 30, 1, u64::MAX);
+const MAX_LAG_EVENTS: IntVar = IntVar("ROBSON_HEALTH_MAX_LAG_EVENTS", 10_000, 1, u64::MAX);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_raw(RawConfig::from_env()?)
+    }
+
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_raw(RawConfig::from_vars(vars)?)
+    }
+
+    /// Parses and checks every variable; reports the first invalid one.
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        let database = DatabaseConfig::from_raw(&raw)?;
+        let http_addr = match set(raw.robson_http_addr.as_deref()) {
+            None => SocketAddr::from(([127, 0, 0, 1], 9464)),
+            Some(v) => v.parse().map_err(|_| {
+                let expected = "a socket address such as 127.0.0.1:9464 or [::]:9464";
+                invalid("ROBSON_HTTP_ADDR", v, expected)
+            })?,
+        };
+        let admin_token = match set(raw.robson_admin_token.as_ref().map(|s| s.expose().as_str())) {
+            None => None,
+            Some(t) if t.chars().count() >= 16 => Some(Secret::new(t.to_owned())),
+            Some(_) => {
+                let expected = "at least 16 characters, or unset to turn the admin endpoints off";
+                return Err(invalid_hidden("ROBSON_ADMIN_TOKEN", expected));
+            }
+        };
+        let instance_id = match set(raw.robson_instance_id.as_deref()) {
+            None => default_instance_id(raw.hostname.as_deref()),
+            Some(v) if v.chars().count() <= 64 && !v.contains(unprintable) => v.to_owned(),
+            Some(v) => {
+                let expected = "1 to 64 characters without spaces";
+                return Err(invalid("ROBSON_INSTANCE_ID", v, expected));
+            }
+        };
+        let poll_ms = int(&raw.robson_poll_interval_ms, POLL_INTERVAL_MS)?;
+        let shutdown_secs = int(&raw.robson_shutdown_timeout_secs, SHUTDOWN_TIMEOUT_SECS)?;
+        let max_lag_secs = int(&raw.robson_health_max_lag_seconds, MAX_LAG_SECONDS)?;
+        let on_poison = [("park", OnPoison::Park), ("skip", OnPoison::Skip)];
+        let log_format = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+        // The casts convert values range-checked to at most 10_000.
+        Ok(Self {
+            database,
+            http_addr,
+            partitions: int(&raw.robson_partitions, PARTITIONS)? as usize,
+            batch_size: int(&raw.robson_batch_size, BATCH_SIZE)? as usize,
+            poll_interval: Duration::from_millis(poll_ms),
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            health_max_lag: Duration::from_secs(max_lag_secs),
+            health_max_lag_events: int(&raw.robson_health_max_lag_events, MAX_LAG_EVENTS)?,
+            on_poison: choice(&raw.robson_on_poison, "ROBSON_ON_POISON", on_poison)?,
+            admin_token,
+            instance_id,
+            log_format: choice(&raw.robson_log_format, "ROBSON_LOG_FORMAT", log_format)?,
+            log_filter: set(raw.rust_log.as_deref()).unwrap_or("info").to_owned(),
+        })
+    }
+}
+
+/// The URL for logs: scheme, user, host, port and database; never the password
+/// nor the query string (which may carry `password=`).
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[redacted]".to_owned();
+    };
+    // The password sits before the last '@' even when it contains '/', '?' or '@'.
+    let (user, location) = match rest.rsplit_once('@') {
+        Some((userinfo, location)) => (userinfo.split(':').next(), location),
+        None => (None, rest),
+    };
+    let location = location.split(['?', '#']).next().unwrap_or_default();
+    match user {
+        Some(user) => format!("{scheme}://{user}@{location}"),
+        None => format!("{scheme}://{location}"),
+    }
+}
+
+/// A trimmed value, or `None` when unset or empty.
+fn set(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn unprintable(c: char) -> bool {
+    c.is_whitespace() || c.is_control()
+}
+
+fn int(value: &Option<String>, IntVar(var, default, min, max): IntVar) -> Result<u64, ConfigError> {
+    let Some(v) = set(value.as_deref()) else {
+        return Ok(default);
+    };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == u64::MAX => Err(invalid(var, v, &format!("an integer of at least {min}"))),
+        _ => Err(invalid(var, v, &format!("an integer from {min} to {max}"))),
+    }
+}
+
+/// One of the named values; the first is the default.
+fn choice<T: Copy, const N: usize>(
+    value: &Option<String>,
+    var: &'static str,
+    named: [(&str, T); N],
+) -> Result<T, ConfigError> {
+    let Some(v) = set(value.as_deref()) else {
+        return Ok(named[0].1);
+    };
+    match named.iter().find(|(name, _)| *name == v) {
+        Some(&(_, t)) => Ok(t),
+        None => Err(invalid(var, v, &named.map(|(name, _)| name).join(" or "))),
+    }
+}
+
+fn invalid(var: &'static str, value: &str, expected: &str) -> ConfigError {
+    // Debug quoting escapes newlines, so the message stays on one line; long
+    // values are cut so a pasted blob does not flood the terminal.
+    let shown: String = value.chars().take(80).collect();
+    ConfigError::Invalid {
+        var,
+        shown: format!("{shown:?}"),
+        expected: expected.to_owned(),
+    }
+}
+
+fn invalid_hidden(var: &'static str, expected: &str) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        shown: "(value hidden)".to_owned(),
+        expected: expected.to_owned(),
+    }
+}
+
+/// `<hostname>-<pid>`, the hostname cut so the whole stays within 64 characters.
+fn default_instance_id(hostname_var: Option<&str>) -> String {
+    let from_proc = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+    let host = set(from_proc.as_deref())
+        .or(set(hostname_var))
+        .unwrap_or("robsond");
+    let suffix = format!("-{}", std::process::id());
+    let host: String = host
+        .chars()
+        .filter(|&c| !unprintable(c))
+        .take(64 - suffix.len())
+        .collect();
+    format!("{host}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const URL: &str = "postgres://robson:hunter2-secret@db.internal:5432/robson?sslmode=require";
+
+    /// The configuration from DATABASE_URL plus `extra`, which may override it.
+    fn config(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut vars = BTreeMap::from([("DATABASE_URL".to_owned(), URL.to_owned())]);
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_vars(vars)
+    }
+
+    fn error(extra: &[(&str, &str)]) -> String {
+        config(extra).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_database_url_is_set() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(
+            (c.database.url.expose().as_str(), c.database.max_connections),
+            (URL, 16)
+        );
+        assert_eq!(
+            (c.http_addr.to_string(), c.partitions, c.batch_size),
+            ("127.0.0.1:9464".into(), 8, 500)
+        );
+        assert_eq!(
+            (c.poll_interval, c.shutdown_timeout),
+            (Duration::from_secs(1), Duration::from_secs(30))
+        );
+        assert_eq!(
+            (c.health_max_lag, c.health_max_lag_events),
+            (Duration::from_secs(30), 10_000)
+        );
+        assert_eq!(
+            (c.on_poison, c.log_format, c.log_filter.as_str()),
+            (OnPoison::Park, LogFormat::Text, "info")
+        );
+        assert!(c.admin_token.is_none());
+        assert!(c.instance_id.ends_with(&format!("-{}", std::process::id())));
+    }
+
+    #[test]
+    fn empty_optional_variables_count_as_unset() {
+        let names = "ROBSON_HTTP_ADDR ROBSON_PARTITIONS ROBSON_BATCH_SIZE ROBSON_POLL_INTERVAL_MS \
+            ROBSON_DB_MAX_CONNECTIONS ROBSON_SHUTDOWN_TIMEOUT_SECS ROBSON_HEALTH_MAX_LAG_SECONDS \
+            ROBSON_HEALTH_MAX_LAG_EVENTS ROBSON_ON_POISON ROBSON_ADMIN_TOKEN ROBSON_INSTANCE_ID \
+            ROBSON_LOG_FORMAT RUST_LOG";
+        let empty: Vec<_> = names.split_whitespace().map(|n| (n, "")).collect();
+        let c = config(&empty).expect("empty values are defaults");
+        assert_eq!(
+            (c.partitions, c.log_filter.as_str(), c.admin_token.is_none()),
+            (8, "info", true)
+        );
+    }
+
+    #[test]
+    fn missing_database_url_names_the_variable_and_an_example() {
+        for vars in [vec![], vec![("DATABASE_URL".to_owned(), " ".to_owned())]] {
+            let err = Config::from_vars(vars).expect_err("required").to_string();
+            let url = "postgres://user:password@host:5432/robson";
+            assert_eq!(err, format!("invalid configuration: DATABASE_URL is required (a PostgreSQL URL such as {url})"));
+        }
+        assert!(DatabaseConfig::from_vars([]).is_err());
+    }
+
+    #[test]
+    fn integer_variables_reject_bad_values_naming_the_variable_and_range() {
+        let cases = "ROBSON_PARTITIONS 0 from 1 to 1024 | ROBSON_PARTITIONS 1025 from 1 to 1024 \
+            | ROBSON_PARTITIONS eight from 1 to 1024 | ROBSON_BATCH_SIZE 10001 from 1 to 10000 \
+            | ROBSON_POLL_INTERVAL_MS 9 from 10 to 3600000 | ROBSON_DB_MAX_CONNECTIONS 1 from 2 to 1000 \
+            | ROBSON_SHUTDOWN_TIMEOUT_SECS 3601 from 1 to 3600 | ROBSON_HEALTH_MAX_LAG_SECONDS 0 of at least 1 \
+            | ROBSON_HEALTH_MAX_LAG_EVENTS -5 of at least 1";
+        for case in cases.split(" | ") {
+            let (var, rest) = case.split_once(' ').expect("case has a variable");
+            let (value, range) = rest.split_once(' ').expect("case has a value");
+            let expected = format!("invalid configuration: {var}=\"{value}\" is not valid: expected an integer {range}");
+            assert_eq!(error(&[(var, value)]), expected);
+        }
+        let c = config(&[
+            ("ROBSON_PARTITIONS", "1024"),
+            ("ROBSON_DB_MAX_CONNECTIONS", " 2 "),
+        ])
+        .expect("bounds");
+        assert_eq!((c.partitions, c.database.max_connections), (1024, 2));
+    }
+
+    #[test]
+    fn words_and_addresses_accept_only_their_values() {
+        let long_id = "x".repeat(65);
+        let cases = [
+            ("ROBSON_ON_POISON", "drop", "park or skip"),
+            ("ROBSON_LOG_FORMAT", "JSON", "text or json"),
+            ("ROBSON_HTTP_ADDR", "localhost", "a socket address"),
+            ("ROBSON_INSTANCE_ID", "a b", "1 to 64"),
+            ("ROBSON_INSTANCE_ID", &long_id, "1 to 64"),
+        ];
+        for (var, value, expected) in cases {
+            let err = error(&[(var, value)]);
+            assert!(
+                err.starts_with(&format!("invalid configuration: {var}=\""))
+                    && err.contains(expected),
+                "{err}"
+            );
+        }
+        let set = [
+            ("ROBSON_ON_POISON", "skip"),
+            ("ROBSON_LOG_FORMAT", "json"),
+            ("ROBSON_HTTP_ADDR", "[::]:80"),
+        ];
+        let c = config(&set).expect("valid");
+        assert_eq!(
+            (c.on_poison, c.log_format, c.http_addr.port()),
+            (OnPoison::Skip, LogFormat::Json, 80)
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output_or_errors() {
+        let err = error(&[("ROBSON_ADMIN_TOKEN", "short-token")]);
+        assert!(
+            err.contains("ROBSON_ADMIN_TOKEN=(value hidden)") && !err.contains("short"),
+            "{err}"
+        );
+        let err = error(&[("DATABASE_URL", "mysql://robson:hunter2-secret@db/robson")]);
+        assert!(
+            err.contains("DATABASE_URL=(value hidden)") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(!error(&[("ROBSON_PARTITIONS", "0")]).contains("hunter2"));
+        let c = config(&[("ROBSON_ADMIN_TOKEN", "0123456789abcdef-token")]).expect("valid");
+        let raw = RawConfig::from_vars([("DATABASE_URL".into(), URL.into())]).expect("raw");
+        let shown = format!("{c:?} {c:#?} {raw:?} {}", c.database.url);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("-token") && shown.contains("[redacted]")
+        );
+        assert_eq!(
+            c.admin_token.map(|t| t.expose().clone()).as_deref(),
+            Some("0123456789abcdef-token")
+        );
+    }
+
+    #[test]
+    fn errors_stay_on_one_line_even_for_values_with_newlines() {
+        let err = error(&[("ROBSON_LOG_FORMAT", "json\nEVIL")]);
+        assert!(
+            !err.contains('\n') && err.contains(r#""json\nEVIL""#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redacted_url_keeps_host_and_database_but_drops_password_and_query() {
+        assert_eq!(
+            redacted_url(URL),
+            "postgres://robson@db.internal:5432/robson"
+        );
+        assert_eq!(
+            redacted_url("postgresql://u:p/a@ss@h/db"),
+            "postgresql://u@h/db"
+        );
+        assert_eq!(
+            redacted_url("postgres://h:5432/db?password=x"),
+            "postgres://h:5432/db"
+        );
+        assert_eq!(redacted_url("not a url"), "[redacted]");
+    }
+
+    #[test]
+    fn database_config_reads_only_its_two_variables() {
+        let vars = [
+            ("DATABASE_URL", URL),
+            ("ROBSON_PARTITIONS", "0"),
+            ("ROBSON_DB_MAX_CONNECTIONS", "4"),
+        ];
+        let db = DatabaseConfig::from_vars(vars.map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .expect("valid");
+        assert_eq!((db.url.expose().as_str(), db.max_connections), (URL, 4));
+    }
+
+    #[test]
+    fn default_instance_id_is_hostname_dash_pid_within_64_characters() {
+        let id = default_instance_id(Some(&"h".repeat(100)));
+        assert!(
+            id.chars().count() <= 64 && id.ends_with(&format!("-{}", std::process::id())),
+            "{id}"
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! The monitor actor: samples the log's progress for `/health` and
+//! `/metrics` (lag, held events, parked streams, head position) every
+//! [`SAMPLE_EVERY`], and keeps the monthly partitions of the log and the
+//! snapshots at least [`MONTHS_AHEAD`] months ahead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sqlx::PgPool;
+
+use super::state::{DaemonState, LagSample};
+use crate::metrics::{CoverageTable, DbErrorKind, Metrics};
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+/// Partitions created ahead; coverage is `OK` from 2 on.
+pub const MONTHS_AHEAD: i32 = 3;
+
+#[derive(Debug)]
+pub struct Monitor {
+    pub pool: PgPool,
+    pub state: Arc<DaemonState>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Actor for Monitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.maintain(ctx);
+        ctx.run_interval(MAINTAIN_EVERY, |act, ctx| act.maintain(ctx));
+        self.sample_now(ctx);
+        ctx.run_interval(SAMPLE_EVERY, |act, ctx| act.sample_now(ctx));
+    }
+}
+
+impl Monitor {
+    fn sample_now(&mut self, ctx: &mut Context<Self>) {
+        let pool = self.pool.clone();
+        // One sample at a time: a slow database must not pile them up.
+        ctx.wait(
+            async move { sample(&pool).await }
+                .into_actor(self)
+                .map(|res, act, _| act.publish(res)),
+        );
+    }
+
+    fn maintain(&mut self, ctx: &mut Context<Self>) {
+        let pool = self.pool.clone();
+        ctx.spawn(
+            async move {
+                match robson_eventlog::ensure_partitions(&pool, MONTHS_AHEAD).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(created = n, "Created monthly partitions."),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Partition maintenance failed; will retry.")
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn publish(&mut self, res: Result<LagSample, sqlx::Error>) {
+        let m = &self.metrics;
+        match res {
+            Ok(s) => {
+                self.state.set_database_up(true);
+                m.projection_lag_events.set(s.lag_events);
+                m.projection_lag_seconds.set(s.lag_seconds);
+                m.eventlog_head_position.set(s.head_position);
+                m.parked_streams.set(s.parked_streams);
+                m.held_events.set(s.held_events);
+                for c in &s.coverage {
+                    let table = match c.table_name.as_str() {
+                        "event_log" => CoverageTable::EventLog,
+                        _ => CoverageTable::Snapshots,
+                    };
+                    m.partition_coverage_months(table)
+                        .set(i64::from(c.months_ahead));
+                }
+                if let Ok(mut g) = self.state.lag.lock() {
+                    *g = s;
+                }
+            }
+            Err(err) => {
+                self.state.set_database_up(false);
+                m.db_errors(DbErrorKind::Transient).inc();
+                tracing::warn!(error = %err, "Could not sample lag: database unreachable?");
+            }
+        }
+        m.database_up.set(i64::from(
+            self.state
+                .database_up
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ));
+        m.heartbeat_age_seconds
+            .set(self.state.heartbeat_age_seconds());
+    }
+}
+
+/// Reads the lag figures of SPEC §4.4 from the database.
+pub async fn sample(pool: &PgPool) -> Result<LagSample, sqlx::Error> {
+    let (lag_events, held_events, max_stream_lag, parked_streams): (i64, i64, i64, i64) =
+        sqlx::query_as(
+            r#"
+            SELECT coalesce(sum(s.last_seq - coalesce(p.last_seq, 0))
+                              FILTER (WHERE p.parked_seq IS NULL), 0)::int8,
+                   coalesce(sum(s.last_seq - coalesce(p.last_seq, 0))
+                              FILTER (WHERE p.parked_seq IS NOT NULL), 0)::int8,
+                   coalesce(max(s.last_seq - coalesce(p.last_seq, 0)), 0)::int8,
+                   count(*) FILTER (WHERE p.parked_seq IS NOT NULL)::int8
+              FROM event_streams s
+              LEFT JOIN projection_stream_progress p USING (stream_key)
+             WHERE s.last_seq > coalesce(p.last_seq, 0)
+            "#,
+        )
+        .fetch_one(pool)
+        .await?;
+    // Age of the oldest event after the oldest checkpoint (held events are
+    // behind the checkpoints and so never counted).
+    let lag_seconds: f64 = if lag_events > 0 {
+        sqlx::query_scalar(
+            r#"
+            SELECT coalesce(extract(epoch FROM now() - min(e.ingested_at)), 0)::float8
+              FROM (SELECT tx_id, global_position FROM projection_checkpoints
+                     ORDER BY tx_id, global_position LIMIT 1) c
+              CROSS JOIN LATERAL (
+                    SELECT ingested_at FROM event_log
+                     WHERE (tx_id, global_position) > (c.tx_id::text::xid8, c.global_position)
+                     ORDER BY tx_id, global_position LIMIT 1) e
+            "#,
+        )
+        .fetch_one(pool)
+        .await?
+    } else {
+        0.0
+    };
+    let head_position = robson_eventlog::head_position(pool).await?;
+    let coverage = robson_eventlog::partition_coverage(pool).await?;
+    Ok(LagSample {
+        sampled: true,
+        lag_events,
+        held_events,
+        max_stream_lag,
+        lag_seconds: lag_seconds.max(0.0),
+        head_position,
+        parked_streams,
+        coverage,
+    })
+}

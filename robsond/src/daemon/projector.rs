@@ -1,0 +1,324 @@
+//! The projector actor: one per stream partition. It owns the partition's
+//! checkpoint and applies each batch the poller routes to it — projections,
+//! stream progress and checkpoint in ONE transaction.
+//!
+//! Batches are handled one at a time (`ctx.wait`), and the mailbox holds at
+//! most [`MAILBOX_CAPACITY`] more, so a poller that runs ahead blocks on
+//! `send().await`: memory is bounded whatever the backlog.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::FutureExt;
+use robson_eventlog::{EventEnvelope, Position};
+use robson_projector::{BatchOutcome, PoisonPolicy};
+use sqlx::PgPool;
+use tracing::Instrument;
+
+use super::checkpoint;
+use super::retry::{Backoff, Failure};
+use super::state::DaemonState;
+use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
+
+/// Batches waiting in a projector's mailbox beyond the one in progress.
+pub const MAILBOX_CAPACITY: usize = 2;
+
+/// Events of this partition, read in commit-safe order, and the position up
+/// to which the partition is covered once they are applied.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Batch {
+    pub events: Vec<EventEnvelope>,
+    /// The position the poller believes the partition covered before this
+    /// batch. Beyond the projector's checkpoint means a batch went missing
+    /// (it failed and did not commit): the batch is refused and the poller
+    /// rewinds, so a checkpoint never jumps over unapplied events.
+    pub from: Position,
+    pub upto: Position,
+}
+
+/// Re-read one stream from the log after an operator's retry or skip.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CatchUp {
+    pub stream_key: String,
+}
+
+/// Answered once every batch queued before it is committed (or abandoned).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+/// What a projector needs; cloned into each restart.
+#[derive(Debug, Clone)]
+pub struct ProjectorSetup {
+    pub partition: usize,
+    pub partitions: usize,
+    pub pool: PgPool,
+    pub state: Arc<DaemonState>,
+    pub metrics: Arc<Metrics>,
+    pub policy: PoisonPolicy,
+    pub batch_size: usize,
+    pub checkpoint: Position,
+}
+
+#[derive(Debug)]
+pub struct Projector {
+    setup: ProjectorSetup,
+    checkpoint: Position,
+    restarting: bool,
+}
+
+impl Projector {
+    pub fn new(setup: ProjectorSetup) -> Self {
+        let checkpoint = setup.checkpoint;
+        Projector {
+            setup,
+            checkpoint,
+            restarting: false,
+        }
+    }
+
+    fn partition_state(&self) -> &super::state::PartitionState {
+        &self.setup.state.partitions[self.setup.partition]
+    }
+}
+
+impl Actor for Projector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        // A heartbeat while idle; it stops while a batch is in progress
+        // (ctx.wait holds the whole context), so a stuck batch shows.
+        ctx.run_interval(Duration::from_millis(500), |act, _| {
+            act.partition_state().beat();
+        });
+        self.partition_state().set_state("running");
+        if self.restarting {
+            // Reload the checkpoint: the failed batch may or may not have
+            // committed. Pause first so a persistent fault does not spin.
+            let setup = self.setup.clone();
+            let restarts = self.partition_state().restarts.load(Ordering::Relaxed);
+            let fut = async move {
+                tokio::time::sleep(Backoff::delay_for(restarts as u32)).await;
+                let rows = checkpoint::load(&setup.pool).await.ok()?;
+                rows.get(setup.partition).map(|r| r.2)
+            };
+            ctx.wait(fut.into_actor(self).map(|loaded, act, _| {
+                if let Some(pos) = loaded {
+                    act.checkpoint = pos;
+                }
+            }));
+        }
+    }
+}
+
+impl Supervised for Projector {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.restarting = true;
+        self.partition_state()
+            .restarts
+            .fetch_add(1, Ordering::Relaxed);
+        self.setup
+            .metrics
+            .actor_restarts(MetricActor::Projector)
+            .inc();
+        tracing::warn!(partition = self.setup.partition, "Restarting projector.");
+    }
+}
+
+impl Handler<Batch> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        let covered = self.checkpoint;
+        if batch.from > covered {
+            self.setup.state.request_rewind(covered);
+            return;
+        }
+        // Events at or before the checkpoint were committed by an earlier run.
+        let events: Vec<EventEnvelope> = batch
+            .events
+            .into_iter()
+            .filter(|e| e.position() > covered)
+            .collect();
+        if events.is_empty() && batch.upto <= covered {
+            return;
+        }
+        let setup = self.setup.clone();
+        let upto = batch.upto.max(covered);
+        let fut = async move {
+            let work = AssertUnwindSafe(project_batch(&setup, &events, upto));
+            match work.catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::Fatal("panic while projecting a batch".into())),
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(()) => act.checkpoint = upto,
+            Err(failure) => {
+                tracing::error!(partition = act.setup.partition, error = %failure, "Projector failed; it will restart.");
+                act.setup.state.request_rewind(act.checkpoint);
+                act.partition_state().set_state("restarting");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Handler<CatchUp> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, msg: CatchUp, ctx: &mut Self::Context) {
+        let setup = self.setup.clone();
+        let fut = async move { catch_up(&setup, &msg.stream_key).await };
+        ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
+            if let Err(failure) = result {
+                tracing::error!(partition = act.setup.partition, error = %failure, "Catch-up failed; the projector will restart.");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Handler<Drain> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) {
+        self.partition_state().set_state("drained");
+    }
+}
+
+use std::panic::AssertUnwindSafe;
+
+/// Applies one batch and advances the checkpoint, retrying transient
+/// failures forever with capped backoff.
+async fn project_batch(
+    setup: &ProjectorSetup,
+    events: &[EventEnvelope],
+    upto: Position,
+) -> Result<(), Failure> {
+    let part = &setup.state.partitions[setup.partition];
+    part.in_flight.store(events.len() as i64, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "batch",
+        partition = setup.partition,
+        size = events.len(),
+        first = %events.first().map_or(upto, |e| e.position()),
+        last = %upto,
+    );
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        let attempt = async {
+            let mut tx = setup.pool.begin().await?;
+            let outcome = robson_projector::apply_batch(&mut tx, events, setup.policy).await?;
+            checkpoint::save(
+                &mut tx,
+                setup.partition,
+                setup.partitions,
+                upto,
+                outcome.applied,
+                &setup.state.instance,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<BatchOutcome, robson_projector::ProjectionError>(outcome)
+        }
+        .instrument(span.clone())
+        .await;
+        match attempt {
+            Ok(outcome) => {
+                record(setup, &outcome, events.len(), upto, started.elapsed());
+                part.in_flight.store(0, Ordering::Relaxed);
+                part.beat();
+                setup.state.set_database_up(true);
+                return Ok(());
+            }
+            Err(err) => backoff.handle(setup, err).await?,
+        }
+    }
+}
+
+/// Applies a resumed stream's waiting events, chunk by chunk.
+async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failure> {
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        let attempt = async {
+            let mut tx = setup.pool.begin().await?;
+            let outcome = robson_projector::catch_up_stream(
+                &mut tx,
+                stream_key,
+                setup.policy,
+                setup.batch_size as i64,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<BatchOutcome, robson_projector::ProjectionError>(outcome)
+        }
+        .await;
+        match attempt {
+            Ok(outcome) => {
+                let n = outcome.applied + outcome.skipped_unhandled;
+                record(
+                    setup,
+                    &outcome,
+                    n as usize,
+                    Position::START,
+                    started.elapsed(),
+                );
+                if n == 0 || outcome.held > 0 || !outcome.dead_lettered.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err(err) => backoff.handle(setup, err).await?,
+        }
+    }
+}
+
+fn record(
+    setup: &ProjectorSetup,
+    outcome: &BatchOutcome,
+    size: usize,
+    upto: Position,
+    took: Duration,
+) {
+    let m = &setup.metrics;
+    m.events_applied(setup.partition).inc_by(outcome.applied);
+    m.events_skipped(SkipReason::UnhandledType)
+        .inc_by(outcome.skipped_unhandled);
+    m.events_skipped(SkipReason::AlreadyApplied)
+        .inc_by(outcome.already_applied);
+    for dl in &outcome.dead_lettered {
+        m.events_dead_lettered(dead_letter_kind(dl.error_kind))
+            .inc();
+        tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "Dead-lettered an event.");
+    }
+    if setup.policy == PoisonPolicy::Skip {
+        m.events_skipped(SkipReason::PoisonSkipped)
+            .inc_by(outcome.dead_lettered.len() as u64);
+    }
+    for key in &outcome.newly_parked {
+        tracing::warn!(stream = %key, "Parked stream.");
+    }
+    if upto > Position::START {
+        m.projection_checkpoint(setup.partition)
+            .set(upto.global_position);
+        setup.state.partitions[setup.partition]
+            .checkpoint
+            .store(upto.global_position, Ordering::Relaxed);
+    }
+    m.batch_duration_seconds.observe(took.as_secs_f64());
+    m.batch_size.observe(size as f64);
+}
+
+fn dead_letter_kind(kind: robson_projector::ErrorKind) -> DeadLetterKind {
+    match kind {
+        robson_projector::ErrorKind::InvalidPayload => DeadLetterKind::InvalidPayload,
+        robson_projector::ErrorKind::InvariantViolation => DeadLetterKind::InvariantViolation,
+    }
+}

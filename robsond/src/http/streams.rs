@@ -1,0 +1,66 @@
+//! `GET /streams?after=KEY&limit=N`: per-stream progress, paged by key.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::HttpContext;
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct StreamProgress {
+    pub stream_key: String,
+    pub last_seq: i64,
+    pub head_seq: i64,
+    pub parked: bool,
+}
+
+pub const MAX_PAGE: i64 = 1000;
+
+/// One page of streams in key order.
+pub async fn page(
+    pool: &sqlx::PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<StreamProgress>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.stream_key, coalesce(p.last_seq, 0) AS last_seq, s.last_seq AS head_seq,
+                (p.parked_seq IS NOT NULL) AS parked
+           FROM event_streams s
+           LEFT JOIN projection_stream_progress p USING (stream_key)
+          WHERE s.last_seq > 0 AND ($1::text IS NULL OR s.stream_key > $1)
+          ORDER BY s.stream_key
+          LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn list(ctx: web::Data<HttpContext>, q: web::Query<Page>) -> HttpResponse {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return HttpResponse::BadRequest().json(serde_json::json!({
+            "error": format!("limit must be between 1 and {MAX_PAGE}")
+        }));
+    }
+    match page(&ctx.pool, q.after.as_deref(), limit).await {
+        Ok(streams) => {
+            let next_after = if streams.len() as i64 == limit {
+                streams.last().map(|s| s.stream_key.clone())
+            } else {
+                None
+            };
+            HttpResponse::Ok().json(serde_json::json!({
+                "streams": streams,
+                "next_after": next_after,
+            }))
+        }
+        Err(err) => super::admin::internal_error(&err),
+    }
+}
