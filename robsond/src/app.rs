@@ -71,6 +71,7 @@ impl Application {
         };
         let supervisor = DaemonSupervisor::new(SupervisorSetup {
             pool: pool.clone(),
+            database_url: config.database.url.clone(),
             state: state.clone(),
             metrics: metrics.clone(),
             policy,

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod monitor;
+pub mod ownership;
 pub mod poller;
 pub mod projector;
 pub mod retry;

@@ -15,9 +15,10 @@ use robson_eventlog::{EventEnvelope, Position};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
-use super::projector::{Batch, CatchUp, Projector};
+use super::projector::{Batch, CatchUp};
 use super::retry::Backoff;
 use super::state::DaemonState;
+use super::supervisor::Routes;
 use crate::metrics::{Actor as MetricActor, DbErrorKind, Metrics, WakeupSource};
 use crate::partition::partition_of;
 
@@ -25,7 +26,8 @@ use crate::partition::partition_of;
 #[derive(Debug, Clone)]
 pub struct PollerSetup {
     pub pool: PgPool,
-    pub projectors: Vec<Addr<Projector>>,
+    /// The projector of each partition this instance owns.
+    pub routes: Routes,
     pub state: Arc<DaemonState>,
     pub metrics: Arc<Metrics>,
     pub batch_size: usize,
@@ -126,7 +128,7 @@ async fn run(setup: PollerSetup) {
 
 async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let setup = setup.clone();
-    let partitions = setup.projectors.len();
+    let partitions = setup.state.partitions.len();
     let window = (setup.batch_size * partitions)
         .clamp(setup.batch_size, 10_000.max(setup.batch_size)) as i64;
     let mut cursor = setup.start;
@@ -137,7 +139,7 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     while !setup.stop.is_requested() {
         setup.state.poller_beat();
         if let Some(pos) = setup.state.take_rewind() {
-            tracing::info!(from = %pos, "Re-reading after a batch that did not commit.");
+            tracing::info!(from = %pos, "Reading again from an earlier position (a new partition, or a batch that did not commit).");
             cursor = cursor.min(pos);
             for s in sent.iter_mut() {
                 *s = (*s).min(pos);
@@ -228,7 +230,7 @@ async fn dispatch(
     sent: &mut [Position],
     caught_up: bool,
 ) {
-    let partitions = setup.projectors.len();
+    let partitions = setup.state.partitions.len();
     let mut per_partition: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
     for e in events {
         per_partition[partition_of(&e.stream_key, partitions)].push(e);
@@ -265,8 +267,12 @@ async fn send(
     from: Position,
     upto: Position,
 ) {
+    let Some(addr) = route(setup, partition) else {
+        // Not ours (any more): its owner reads these events itself.
+        return;
+    };
     let batch = Batch { events, from, upto };
-    if let Err(err) = setup.projectors[partition].send(batch).await {
+    if let Err(err) = addr.send(batch).await {
         // Only when the projector's supervisor is gone (shutdown): its batch
         // is re-read from the checkpoint on the next start. Nothing is lost.
         tracing::warn!(partition, error = %err, "Projector mailbox closed.");
@@ -286,9 +292,21 @@ async fn resume_requested_streams(setup: &PollerSetup) {
         Ok(keys) => keys,
         Err(_) => return,
     };
-    let partitions = setup.projectors.len();
+    let partitions = setup.state.partitions.len();
     for stream_key in keys {
-        let p = partition_of(&stream_key, partitions);
-        let _ = setup.projectors[p].send(CatchUp { stream_key }).await;
+        if let Some(addr) = route(setup, partition_of(&stream_key, partitions)) {
+            let _ = addr.send(CatchUp { stream_key }).await;
+        }
     }
+}
+
+fn route(
+    setup: &PollerSetup,
+    partition: usize,
+) -> Option<actix::Addr<super::projector::Projector>> {
+    setup
+        .routes
+        .read()
+        .ok()
+        .and_then(|r| r.get(partition).cloned().flatten())
 }

@@ -46,6 +46,20 @@ pub struct CatchUp {
     pub stream_key: String,
 }
 
+/// Stop for good (the partition was handed to another instance); sent after
+/// [`Drain`] with every address dropped, so the supervisor does not restart it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for Projector {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 /// Answered once every batch queued before it is committed (or abandoned).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -19,6 +19,8 @@ pub fn now_millis() -> i64 {
 /// Per-partition runtime state.
 #[derive(Debug, Default)]
 pub struct PartitionState {
+    /// A projector of this instance runs the partition.
+    pub owned: AtomicBool,
     pub checkpoint: AtomicI64,
     pub heartbeat_ms: AtomicI64,
     pub restarts: AtomicU64,
@@ -62,6 +64,8 @@ pub struct LagSample {
 pub struct DaemonState {
     pub instance: String,
     pub partitions: Vec<PartitionState>,
+    /// Owner instance of each partition, from the last ownership round.
+    pub owners: Mutex<Vec<Option<String>>>,
     pub poller_heartbeat_ms: AtomicI64,
     pub poller_restarts: AtomicU64,
     pub database_up: AtomicBool,
@@ -87,6 +91,7 @@ impl DaemonState {
             .collect();
         DaemonState {
             instance,
+            owners: Mutex::new(vec![None; partitions]),
             partitions: parts,
             poller_heartbeat_ms: AtomicI64::new(now),
             poller_restarts: AtomicU64::new(0),
@@ -124,11 +129,12 @@ impl DaemonState {
     }
 
     /// Age in seconds of the oldest heartbeat among the poller and every
-    /// partition's projector.
+    /// projector this instance runs.
     pub fn heartbeat_age_seconds(&self) -> f64 {
         let oldest = self
             .partitions
             .iter()
+            .filter(|p| p.owned.load(Ordering::Relaxed))
             .map(|p| p.heartbeat_ms.load(Ordering::Relaxed))
             .chain(std::iter::once(
                 self.poller_heartbeat_ms.load(Ordering::Relaxed),

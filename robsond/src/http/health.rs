@@ -12,7 +12,8 @@ use super::HttpContext;
 #[derive(Debug, Serialize)]
 pub struct PartitionReport {
     pub partition: usize,
-    pub owner: String,
+    /// The instance running the partition (null while nobody does).
+    pub owner: Option<String>,
     pub checkpoint: i64,
     /// Events handed to this partition's projector and not yet committed.
     pub lag_events: i64,
@@ -48,6 +49,7 @@ impl HealthReport {
 pub fn health_report(ctx: &HttpContext) -> HealthReport {
     let s = &ctx.state;
     let lag = s.lag();
+    let owners = s.owners.lock().map(|o| o.clone()).unwrap_or_default();
     let database_up = s.database_up.load(Ordering::Relaxed);
     let heartbeat_age = s.heartbeat_age_seconds();
     let in_flight: i64 = s
@@ -119,7 +121,7 @@ pub fn health_report(ctx: &HttpContext) -> HealthReport {
             .enumerate()
             .map(|(i, p)| PartitionReport {
                 partition: i,
-                owner: s.instance.clone(),
+                owner: owners.get(i).cloned().flatten(),
                 checkpoint: p.checkpoint.load(Ordering::Relaxed),
                 lag_events: p.in_flight.load(Ordering::Relaxed),
                 state: p.state(),
