@@ -1,5 +1,7 @@
 //! robson-projector: the projection rules of SPEC §3, as a pure core and a
-//! set-based persistence shell. No actors, no HTTP, no clock.
+//! set-based persistence shell. No actors, no HTTP. The rules read no clock:
+//! every projection column comes from events (only operational columns such
+//! as `failed_at` take the database's `now()`).
 //!
 //! - [`rules`]: each handled event type's payload validation and its effect
 //!   on the row(s) it targets, as plain functions (row before, event) → row

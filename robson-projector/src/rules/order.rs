@@ -142,7 +142,7 @@ impl Ack {
 }
 
 /// The order a command targets, or the invariant violation of its absence.
-pub(crate) fn existing<'a>(before: Option<&'a OrderRow>, order_id: Uuid) -> Result<&'a OrderRow> {
+pub(crate) fn existing(before: Option<&OrderRow>, order_id: Uuid) -> Result<&OrderRow> {
     before.ok_or_else(|| violated(format!("order {order_id} does not exist")))
 }
 
@@ -208,5 +208,7 @@ pub fn end(before: Option<&OrderRow>, cmd: &End, stamp: &Stamp) -> Result<OrderR
     Ok(after)
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;

@@ -45,10 +45,7 @@ impl Open {
             PositionSide::parse,
             PositionSide::spellings(),
         )?;
-        let entry_price = fields
-            .opt_decimal("entry_price")?
-            .map(|x| positive(x, "entry_price"))
-            .transpose()?;
+        let entry_price = fields.opt_decimal("entry_price")?;
         let entry_quantity = fields
             .opt_decimal("entry_quantity")?
             .map(|x| positive(x, "entry_quantity"))
@@ -77,9 +74,9 @@ impl Open {
     }
 }
 
-/// The Golden Rule: a positive stop and distance; with an entry price, the
-/// stop strictly on the losing side of it and the distance exactly
-/// |entry − stop|.
+/// The Golden Rule: a positive stop and distance; with an entry price (which
+/// must then be positive), the stop strictly on the losing side of it and
+/// the distance exactly |entry − stop|.
 pub fn check_golden_rule(cmd: &Open) -> Result<()> {
     let stop = cmd.technical_stop_price;
     let distance = cmd.technical_stop_distance;
@@ -96,6 +93,9 @@ pub fn check_golden_rule(cmd: &Open) -> Result<()> {
     let Some(entry) = cmd.entry_price else {
         return Ok(());
     };
+    if entry <= Decimal::ZERO {
+        return Err(violated(format!("entry_price must be > 0, got {entry}")));
+    }
     let stop_on_losing_side = match cmd.side {
         PositionSide::Long => stop < entry,
         PositionSide::Short => stop > entry,

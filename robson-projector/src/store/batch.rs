@@ -18,17 +18,22 @@ use crate::error::{ErrorClass, ProjectionError};
 /// Applies `events` (any order, any streams, re-deliveries allowed) to the
 /// projection tables.
 ///
-/// Runs inside the caller's transaction and never commits it: the caller
-/// commits the projection writes together with its own checkpoint. (Called
-/// on a connection outside any transaction, the batch is its own
-/// transaction.) Per stream, events at or below the last applied seq are
-/// re-deliveries and change nothing; missing predecessors are read from
-/// `event_log` and applied first; events behind a parked stream are held.
-/// The result does not depend on how events are split into batches.
+/// Runs inside the caller's transaction (begun through sqlx: `pool.begin()`
+/// or `Connection::begin`, so that nested work becomes savepoints) and never
+/// commits it: the caller commits the projection writes together with its
+/// own checkpoint. Called on a connection outside any transaction, the batch
+/// is its own transaction.
+///
+/// Per stream, events at or below the last applied seq are re-deliveries
+/// and change nothing; missing predecessors are read from `event_log` and
+/// applied first; events behind a parked stream are held. The result does
+/// not depend on how events are split into batches.
 ///
 /// Errors are transient (see [`ProjectionError::class`]): the caller rolls
-/// back and retries the batch. Permanent failures never surface here: the
-/// event is dead-lettered and the batch goes on.
+/// back and retries the batch. Permanent failures do not surface here: the
+/// event is dead-lettered and the batch goes on. (Only if recording a dead
+/// letter itself were refused by the database would a permanent error be
+/// returned.)
 pub async fn apply_batch(
     conn: &mut PgConnection,
     events: &[EventEnvelope],

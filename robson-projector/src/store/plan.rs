@@ -4,7 +4,8 @@
 //! rows, dead letters and progress. Pure; the SQL is in the sibling modules.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use robson_eventlog::EventEnvelope;
 
@@ -24,12 +25,18 @@ pub struct Step<'a> {
     pub command: Result<Option<Command>, String>,
 }
 
+/// One stream's events to apply, by seq: the event and whether it came in
+/// the batch (else it is a predecessor read from the log).
+type StreamEvents<'a> = BTreeMap<i64, (Cow<'a, EventEnvelope>, bool)>;
+
 /// The events of a batch sorted per stream, before the predecessors are read.
 #[derive(Debug, Default)]
 pub struct Plan<'a> {
     /// Per stream (in order of first appearance), the events after its last
     /// applied seq, keyed by seq.
-    streams: Vec<(String, BTreeMap<i64, (Cow<'a, EventEnvelope>, bool)>)>,
+    streams: Vec<(String, StreamEvents<'a>)>,
+    /// Position of each stream in `streams`.
+    index: HashMap<String, usize>,
     /// Re-deliveries and held events, counted up front.
     pub counts: BatchOutcome,
 }
@@ -49,27 +56,26 @@ impl<'a> Plan<'a> {
                 plan.counts.held += 1;
                 continue;
             }
-            let index = match plan
-                .streams
-                .iter()
-                .position(|(key, _)| *key == event.stream_key)
-            {
-                Some(index) => index,
-                None => {
-                    plan.streams
-                        .push((event.stream_key.clone(), BTreeMap::new()));
-                    plan.streams.len() - 1
-                }
-            };
-            let events = &mut plan.streams[index].1;
-            if events.contains_key(&event.seq) {
+            let events = plan.stream_mut(&event.stream_key);
+            match events.entry(event.seq) {
                 // The same event twice in one batch: the second is a re-delivery.
-                plan.counts.already_applied += 1;
-            } else {
-                events.insert(event.seq, (Cow::Borrowed(event), true));
+                Entry::Occupied(_) => plan.counts.already_applied += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert((Cow::Borrowed(event), true));
+                }
             }
         }
         plan
+    }
+
+    /// The events planned for `stream_key`, added on first use.
+    fn stream_mut(&mut self, stream_key: &str) -> &mut StreamEvents<'a> {
+        let next = self.streams.len();
+        let i = *self.index.entry(stream_key.to_string()).or_insert(next);
+        if i == next {
+            self.streams.push((stream_key.to_string(), BTreeMap::new()));
+        }
+        &mut self.streams[i].1
     }
 
     /// Per stream with a gap between its last applied seq and the batch's
@@ -94,11 +100,8 @@ impl<'a> Plan<'a> {
         progress: &ProgressMap,
     ) -> Result<(), ProjectionError> {
         for event in read {
-            if let Some((_, events)) = self
-                .streams
-                .iter_mut()
-                .find(|(k, _)| *k == event.stream_key)
-            {
+            if let Some(&i) = self.index.get(&event.stream_key) {
+                let events = &mut self.streams[i].1;
                 events
                     .entry(event.seq)
                     .or_insert((Cow::Owned(event), false));

@@ -97,6 +97,16 @@ fn golden_rule_long_stop_must_be_below_the_entry() {
 }
 
 #[test]
+fn golden_rule_entry_price_must_be_positive() {
+    assert!(is_violation(open_with(&open_payload(
+        "short", "0", "1", "1"
+    ))));
+    assert!(is_violation(open_with(&open_payload(
+        "short", "-5", "1", "6"
+    ))));
+}
+
+#[test]
 fn golden_rule_short_stop_must_be_above_the_entry() {
     assert!(open_with(&open_payload("short", "3366.29", "3385.48", "19.19")).is_ok());
     assert!(is_violation(open_with(&open_payload(
@@ -131,8 +141,13 @@ fn open_payload_fields_are_validated() {
     ))));
     assert!(is_invalid(parse_open(&with(
         &payload,
+        "entry_quantity",
+        "0"
+    ))));
+    assert!(is_invalid(parse_open(&with(
+        &payload,
         "entry_price",
-        r#""0""#
+        "1.000000001"
     ))));
     assert!(is_invalid(parse_open(&with(&payload, "strategy_id", "1"))));
     assert!(is_invalid(parse_open(&with(

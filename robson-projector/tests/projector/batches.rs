@@ -1,0 +1,236 @@
+//! `apply_batch` against PostgreSQL: exactly once, per-stream order with
+//! predecessors read from the log, the caller's transaction, concurrent
+//! appliers, and poison isolation when the database refuses a write.
+
+use robson_eventlog::EventEnvelope;
+use robson_projector::{
+    apply_batch, apply_event, ErrorClass, ErrorKind, PoisonPolicy, ProjectionError,
+};
+use serde_json::json;
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+
+use crate::support::{self, TestDb};
+
+const TENANT: Uuid = Uuid::from_u128(0x9755_d4c1_3a90_4931_8d44_7e35_b8b6_d8fe);
+const ACCOUNT: &str = "619699cf-e198-4ad9-b06c-144a025b413f";
+
+/// An order stream: submit, ack, two fills; and an account stream: balances.
+async fn seed(pool: &PgPool) -> Vec<EventEnvelope> {
+    let order = "7bd55800-1dd3-4048-8db4-255d74c6224f";
+    let stream = format!("order:{order}");
+    let events = [
+        (
+            "ORDER_SUBMITTED",
+            json!({"order_id": order, "account_id": ACCOUNT, "client_order_id": "c1",
+            "symbol": "SOLUSDT", "side": "buy", "order_type": "limit", "quantity": "0.36", "price": "141.386"}),
+        ),
+        (
+            "ORDER_ACKED",
+            json!({"order_id": order, "exchange_order_id": "65712145441"}),
+        ),
+        (
+            "FILL_RECEIVED",
+            json!({"order_id": order, "exchange_trade_id": "T1", "fill_price": "139.775",
+            "fill_quantity": "0.1", "fee": "0.0139775", "fee_asset": "USDT"}),
+        ),
+        (
+            "FILL_RECEIVED",
+            json!({"order_id": order, "exchange_trade_id": "T2", "fill_price": "140",
+            "fill_quantity": "0.26", "fee": "0.0364", "fee_asset": "USDT"}),
+        ),
+    ];
+    for (i, (event_type, payload)) in events.into_iter().enumerate() {
+        support::append(
+            pool,
+            &support::event(TENANT, &stream, event_type, payload, i as i64 * 10),
+        )
+        .await;
+    }
+    for (i, asset) in ["BTC", "ETH", "SOL"].into_iter().enumerate() {
+        let payload =
+            json!({"account_id": ACCOUNT, "asset": asset, "free": "1.5", "locked": "0.5"});
+        support::append(
+            pool,
+            &support::event(
+                TENANT,
+                &format!("account:{ACCOUNT}"),
+                "BALANCE_SAMPLED",
+                payload,
+                100 + i as i64,
+            ),
+        )
+        .await;
+    }
+    support::committed(pool).await
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn redelivering_an_applied_batch_changes_nothing() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let first = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!(first.applied, 7);
+    let before = support::state(&db.pool).await;
+    let again = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!((again.applied, again.already_applied), (0, 7));
+    assert_eq!(support::state(&db.pool).await, before);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_later_event_brings_its_predecessors_from_the_log() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let last_fill = events.iter().find(|e| e.seq == 4).expect("fill #4").clone();
+    let outcome = support::apply_in_transaction(&db.pool, &[last_fill], PoisonPolicy::Park).await;
+    assert_eq!(outcome.applied, 4);
+    let status: String = sqlx::query_scalar("SELECT status FROM orders_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("order");
+    assert_eq!(status, "filled");
+    let rest = support::project(&db.pool, &events, 2, PoisonPolicy::Park).await;
+    assert_eq!((rest.applied, rest.already_applied), (3, 4));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn unreadable_predecessors_are_a_transient_error() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let mut phantom = events[3].clone();
+    phantom.seq = 9;
+    phantom.event_id = Uuid::from_u128(9);
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let mut tx = conn.begin().await.expect("begin");
+    let err = apply_batch(&mut tx, &[phantom], PoisonPolicy::Park)
+        .await
+        .expect_err("seqs 5-8 do not exist");
+    assert!(
+        matches!(err, ProjectionError::MissingPredecessors { .. }),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Transient);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn the_batch_is_part_of_the_callers_transaction() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let mut tx = db.pool.begin().await.expect("begin");
+    let outcome = apply_batch(&mut tx, &events, PoisonPolicy::Park)
+        .await
+        .expect("apply");
+    assert_eq!(outcome.applied, 7);
+    tx.rollback().await.expect("rollback");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    let progress: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_stream_progress")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!((rows, progress), (0, 0));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn outside_a_transaction_a_batch_commits_on_its_own() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let mut conn = db.pool.acquire().await.expect("connection");
+    let outcome = apply_event(&mut conn, &events[0], PoisonPolicy::Park)
+        .await
+        .expect("apply");
+    assert_eq!(outcome.applied, 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn concurrent_appliers_of_one_stream_apply_each_event_once() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let mut appliers = Vec::new();
+    for _ in 0..4 {
+        let (pool, events) = (db.pool.clone(), events.clone());
+        appliers.push(tokio::spawn(async move {
+            support::project(&pool, &events, 3, PoisonPolicy::Park).await
+        }));
+    }
+    let mut applied = 0;
+    let mut already = 0;
+    for applier in appliers {
+        let outcome = applier.await.expect("applier");
+        applied += outcome.applied;
+        already += outcome.already_applied;
+    }
+    assert_eq!((applied, already), (7, 21));
+    let (filled, fills): (String, i64) = sqlx::query_as(
+        "SELECT filled_quantity::text, (SELECT count(*) FROM fills) FROM orders_current",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("order");
+    assert_eq!((filled.as_str(), fills), ("0.36000000", 2));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_write_the_database_refuses_dead_letters_only_its_event() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    // A rule the core does not know: the database refuses SOL balances.
+    sqlx::raw_sql("ALTER TABLE balances_current ADD CONSTRAINT test_no_sol CHECK (asset <> 'SOL')")
+        .execute(&db.pool)
+        .await
+        .expect("add constraint");
+    let outcome = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!(outcome.applied, 6);
+    assert_eq!(outcome.dead_lettered.len(), 1);
+    let letter = &outcome.dead_lettered[0];
+    assert_eq!(
+        (letter.seq, letter.error_kind),
+        (3, ErrorKind::InvariantViolation)
+    );
+    assert_eq!(outcome.newly_parked, vec![format!("account:{ACCOUNT}")]);
+    let balances: i64 = sqlx::query_scalar("SELECT count(*) FROM balances_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!((balances, orders), (2, 1));
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_lock_timeout_is_returned_as_a_transient_error() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    support::apply_in_transaction(&db.pool, &events[..1], PoisonPolicy::Park).await;
+    let mut holder = db.pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM projection_stream_progress FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let mut tx = db.pool.begin().await.expect("begin");
+    sqlx::query("SET LOCAL lock_timeout = '100ms'")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let err = apply_batch(&mut tx, &events, PoisonPolicy::Park)
+        .await
+        .expect_err("lock timeout");
+    assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+}
