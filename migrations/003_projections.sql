@@ -1,7 +1,13 @@
--- The six read models of SPEC §3.2. Every column is derived from events only:
--- no now() defaults or triggers, no random ids, and no foreign keys between
--- tables fed by different streams (each stream is projected independently,
--- in parallel, and a rebuild must reproduce the tables exactly).
+-- The projection: the six read models of SPEC §3.2, then the per-stream
+-- progress and the dead letters written in the same transactions. This file
+-- holds exactly what `robsond rebuild` recreates, so it uses unqualified names
+-- only and no functions: run with `SET search_path = <shadow>, public` it
+-- creates the same tables and index names in the shadow schema.
+--
+-- Every read-model column is derived from events only: no now() defaults or
+-- triggers, no random ids, and no foreign keys between tables fed by
+-- different streams (each stream is projected independently, in parallel,
+-- and a rebuild must reproduce the tables exactly).
 
 CREATE TABLE IF NOT EXISTS orders_current (
     order_id           uuid          NOT NULL,
@@ -142,3 +148,43 @@ CREATE TABLE IF NOT EXISTS strategy_state_current (
     updated_at      timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, strategy_id)
 );
+
+-- Per stream: the last seq applied (or skipped). An event is applied only when
+-- its seq is last_seq + 1, in the transaction that advances last_seq, which
+-- makes re-delivery harmless. parked_seq is set while the stream waits behind
+-- a dead letter.
+CREATE TABLE IF NOT EXISTS projection_stream_progress (
+    stream_key      text        PRIMARY KEY,
+    tenant_id       uuid        NOT NULL,
+    last_seq        bigint      NOT NULL DEFAULT 0,
+    last_event_id   uuid,
+    last_position   bigint,
+    parked_seq      bigint,
+    parked_at       timestamptz,
+    -- Set by `streams retry|skip` (CLI or HTTP): the daemon re-reads the stream
+    -- from the log and clears it.
+    resume_requested boolean    NOT NULL DEFAULT false,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS projection_stream_progress_parked_idx
+    ON projection_stream_progress (stream_key) WHERE parked_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS projection_stream_progress_resume_idx
+    ON projection_stream_progress (stream_key) WHERE resume_requested;
+
+CREATE TABLE IF NOT EXISTS projection_dead_letters (
+    dead_letter_id  bigserial    PRIMARY KEY,
+    event_id        uuid         NOT NULL UNIQUE,
+    tenant_id       uuid         NOT NULL,
+    stream_key      text         NOT NULL,
+    seq             bigint       NOT NULL,
+    global_position bigint       NOT NULL,
+    event_type      varchar(100) NOT NULL,
+    error_kind      varchar(40)  NOT NULL CHECK (error_kind IN ('invalid_payload', 'invariant_violation')),
+    error           text         NOT NULL,
+    failed_at       timestamptz  NOT NULL DEFAULT now(),
+    attempts        int          NOT NULL DEFAULT 1,
+    -- null while the stream is parked on it; 'skipped' (policy or operator) or 'retried'.
+    resolution      varchar(20)  CHECK (resolution IN ('skipped', 'retried')),
+    resolved_at     timestamptz
+);
+CREATE INDEX IF NOT EXISTS projection_dead_letters_stream_idx ON projection_dead_letters (stream_key, seq);

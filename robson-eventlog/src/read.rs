@@ -67,6 +67,12 @@ impl From<Row> for EventEnvelope {
 /// later appear before the last one returned. An event whose writer is still
 /// open is therefore never skipped (it is returned once its writer commits),
 /// and a rolled-back writer holds readers back only while it is open.
+///
+/// The ORDER BY names the table's columns: the output column `tx_id` is a
+/// cast, and sorting by it would defeat the (tx_id, global_position) index.
+/// The xmin is a scalar subquery on purpose: evaluated once (an InitPlan),
+/// it becomes an index bound of the (tx_id, global_position) scan; written
+/// inline it is a per-row filter and the planner scans whole partitions.
 pub async fn read_committed<'c>(
     executor: impl PgExecutor<'c>,
     after: Position,
@@ -75,10 +81,14 @@ pub async fn read_committed<'c>(
     let sql = format!(
         "SELECT {COLUMNS} FROM event_log \
           WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-          ORDER BY tx_id, global_position LIMIT $3"
+            AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
+          ORDER BY event_log.tx_id, event_log.global_position LIMIT $3"
     );
+    // Not a prepared statement: a generic plan cannot see how selective the
+    // position bound is and sorts whole partitions; a custom plan walks the
+    // index and stops at the limit.
     let rows: Vec<Row> = sqlx::query_as(&sql)
+        .persistent(false)
         .bind(after.tx_id.to_string())
         .bind(after.global_position)
         .bind(limit)

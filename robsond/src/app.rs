@@ -53,6 +53,7 @@ impl Application {
         )
         .await
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        crate::replay::bootstrap::run(&pool, config.partitions).await?;
         let checkpoints = prepare_with_retry(&pool, config.partitions).await?;
         let state = Arc::new(DaemonState::new(
             config.instance_id.clone(),
@@ -112,21 +113,19 @@ impl Application {
 
     /// Runs until SIGTERM or SIGINT, then drains and stops.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let mut term =
-            signal(SignalKind::terminate()).context("Failed to install SIGTERM handler")?;
-        let mut int =
-            signal(SignalKind::interrupt()).context("Failed to install SIGINT handler")?;
-        let which = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
+        let mut signals = Signals::install()?;
+        let which = signals.next().await;
+        self.stop_on(which).await;
+        Ok(())
+    }
+
+    async fn stop_on(self, signal: &'static str) {
         tracing::info!(
-            signal = which,
+            signal,
             timeout_secs = self.shutdown_timeout.as_secs(),
             "Shutting down: draining projectors."
         );
         self.shutdown().await;
-        Ok(())
     }
 
     /// Stops reading, lets projectors commit what they hold (within the
@@ -169,10 +168,43 @@ async fn prepare_with_retry(
     }
 }
 
+/// SIGTERM and SIGINT, installed before anything waits on the database so a
+/// signal during start-up also ends the process cleanly (exit 0).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("Failed to install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("Failed to install SIGINT handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
 /// `robsond run`: the daemon, in an actix System, until a signal.
 pub fn run(config: Config) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
-        let app = Application::build(&config).await?;
-        app.run_until_stopped().await
+        let mut signals = Signals::install()?;
+        let app = tokio::select! {
+            app = Application::build(&config) => app?,
+            which = signals.next() => {
+                // Nothing is in flight yet: there is nothing to drain.
+                tracing::info!(signal = which, "Stopped while starting.");
+                return Ok(());
+            }
+        };
+        let which = signals.next().await;
+        app.stop_on(which).await;
+        Ok(())
     })
 }

@@ -63,8 +63,11 @@ pub enum Command {
     /// Measure projection throughput on generated events.
     Bench {
         /// Number of events to project.
-        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        #[arg(long, value_name = "N", default_value_t = 1_000_000)]
         events: u64,
+        /// Where the throwaway PostgreSQL cluster lives (removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<std::path::PathBuf>,
     },
 }
 

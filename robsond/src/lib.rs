@@ -6,6 +6,7 @@
 //! rules live in `robson-projector`, the log in `robson-eventlog`.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod partition;
+pub mod replay;
 pub mod telemetry;
 
 use std::process::ExitCode;
@@ -66,7 +68,16 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             Box::pin(async move { commands::streams::run(&db, action).await })
         }),
         Command::Dev(args) => commands::dev::run(args),
-        other => anyhow::bail!("`{}` is not implemented yet", command_name(&other)),
+        Command::Bench { events, work_dir } => bench::run(events, work_dir),
+        Command::Snapshot { retain } => with_database(move |db| {
+            Box::pin(async move { commands::snapshot::run(&db, retain).await })
+        }),
+        Command::Rebuild { from_snapshot } => with_database(move |db| {
+            Box::pin(async move { commands::rebuild::run(&db, from_snapshot).await })
+        }),
+        Command::Verify => {
+            with_database(|db| Box::pin(async move { commands::verify::run(&db).await }))
+        }
     }
 }
 
@@ -81,15 +92,4 @@ fn with_database(f: impl FnOnce(DatabaseConfig) -> CommandFuture) -> anyhow::Res
         .enable_all()
         .build()?;
     rt.block_on(f(db))
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Snapshot { .. } => "snapshot",
-        Command::Rebuild { .. } => "rebuild",
-        Command::Verify => "verify",
-        Command::Dev(_) => "dev",
-        Command::Bench { .. } => "bench",
-        _ => "command",
-    }
 }

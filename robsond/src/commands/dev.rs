@@ -8,8 +8,8 @@
 //! in `cluster`, finding its programs in `binaries`, the summary line in
 //! `live` and the stop request in `signals`.
 
-mod binaries;
-mod cluster;
+pub(crate) mod binaries;
+pub(crate) mod cluster;
 mod live;
 mod signals;
 

@@ -5,8 +5,11 @@
 pub mod append;
 pub mod dev;
 pub mod generate;
+pub mod rebuild;
+pub mod snapshot;
 pub mod status;
 pub mod streams;
+pub mod verify;
 
 use crate::config::DatabaseConfig;
 

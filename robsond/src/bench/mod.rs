@@ -1,0 +1,129 @@
+//! `robsond bench`: the benchmark suite of the daemon, on a throwaway
+//! PostgreSQL cluster it starts itself (like `robsond dev`) and removes.
+//!
+//! In one run, on the same generated events (the mixed trading flow of
+//! `robsond generate`), it measures the daemon — catch-up throughput from a
+//! cold start, end-to-end latency idle and under load, peak RSS, rebuild time
+//! full and from a snapshot at 90 % — and two references: a naive projector
+//! (one transaction per event with a checkpoint update) and PostgreSQL's
+//! limit for the same final rows (set-based writes, 500 rows a transaction).
+//! It ends with `robsond verify`: the figures only count if the projections
+//! equal a clean rebuild.
+
+mod daemon;
+mod probe;
+mod reference;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cli::GenerateArgs;
+use crate::commands::dev::binaries::{PgBin, RunAs};
+use crate::commands::dev::cluster::Cluster;
+use crate::commands::generate::append_flows;
+use report::Report;
+
+/// Orders per event of the generated flow, roughly (flows average ~8.6 events).
+const EVENTS_PER_ORDER: u64 = 9;
+
+/// `robsond bench --events N [--work-dir DIR]`.
+pub fn run(events: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    crate::telemetry::init_subscriber(crate::config::LogFormat::Text, &filter);
+    let dir = work_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("robson-bench-{}", std::process::id()))
+    });
+    let report = actix_rt::System::new().block_on(on_private_cluster(events.max(1000), &dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = report?;
+    println!("{}", report.render());
+    if !report.verified {
+        anyhow::bail!("the projections after the run differ from a clean rebuild (see above)");
+    }
+    Ok(())
+}
+
+async fn on_private_cluster(events: u64, dir: &std::path::Path) -> anyhow::Result<Report> {
+    let bin = PgBin::find()?;
+    let version = bin.version();
+    let (cluster, _) = Cluster::open(bin, RunAs::detect()?, dir)?;
+    let server = cluster.start()?;
+    let result = async {
+        server.ensure_database().await?;
+        measure(&server.url("robson"), events, version).await
+    }
+    .await;
+    server.stop()?;
+    result
+}
+
+async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<Report> {
+    let pool = crate::app::connect(url, 8).await?;
+    {
+        let mut conn = pool.acquire().await?;
+        robson_eventlog::migrate(&mut conn)
+            .await
+            .context("Failed to migrate")?;
+    }
+    let mut report = Report::new(pg_version);
+    let first = events * 9 / 10;
+    eprintln!("bench: appending {first} events (90 %)…");
+    let started = Instant::now();
+    let appended = append_events(&pool, first, 1).await?;
+    report.append_eps = appended as f64 / started.elapsed().as_secs_f64();
+    let mut expected = appended;
+
+    eprintln!("bench: cold catch-up…");
+    let mut d = daemon::Daemon::spawn(url)?;
+    let started = Instant::now();
+    d.wait_for_applied(expected).await?;
+    report.catch_up_secs = started.elapsed().as_secs_f64();
+    report.catch_up_events = expected;
+    report.peak_rss_bytes = d.peak_rss_bytes();
+
+    eprintln!("bench: snapshot at 90 %, then the last 10 %…");
+    report.snapshot_ok = daemon::run_command(url, &["snapshot"]).await?.0;
+    expected += append_events(&pool, events - first, 2).await?;
+    d.wait_for_applied(expected).await?;
+
+    eprintln!("bench: latency, idle and under 2,000 events/s…");
+    report.idle = probe::latencies(&pool, 200).await?;
+    expected += report.idle.count as u64;
+    let (loaded, load_events) = probe::latencies_under_load(&pool, 200, 2000).await?;
+    report.loaded = loaded;
+    expected += report.loaded.count as u64 + load_events;
+    d.wait_for_applied(expected).await?;
+    d.stop().await?;
+
+    eprintln!("bench: rebuild, full and from the snapshot…");
+    report.rebuild_full_secs = daemon::timed_command(url, &["rebuild"]).await?;
+    report.rebuild_snapshot_secs =
+        daemon::timed_command(url, &["rebuild", "--from-snapshot"]).await?;
+    report.verified = daemon::run_command(url, &["verify"]).await?.0;
+
+    eprintln!("bench: references on the same events…");
+    let naive_events = events.min(20_000);
+    report.naive_eps = reference::naive(&pool, naive_events).await?;
+    report.naive_events = naive_events;
+    let (rows, secs) = reference::set_based_limit(&pool).await?;
+    report.limit_rows = rows;
+    report.limit_secs = secs;
+    report.total_events = expected;
+    pool.close().await;
+    Ok(report)
+}
+
+/// Appends generated flows until at least `events` events; returns how many.
+async fn append_events(pool: &sqlx::PgPool, events: u64, seed: u64) -> anyhow::Result<u64> {
+    let args = GenerateArgs {
+        orders: events.div_ceil(EVENTS_PER_ORDER).max(1),
+        tenants: 4,
+        rate: 0,
+        seed,
+    };
+    let summary = append_flows(pool, &args, true).await?;
+    Ok(summary.events - summary.duplicates)
+}

@@ -1,0 +1,170 @@
+//! The benchmark's figures and the table it prints.
+
+use super::probe::Latencies;
+
+/// Everything one run measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub pg_version: String,
+    pub append_eps: f64,
+    pub catch_up_events: u64,
+    pub catch_up_secs: f64,
+    pub peak_rss_bytes: u64,
+    pub snapshot_ok: bool,
+    pub idle: Latencies,
+    pub loaded: Latencies,
+    pub rebuild_full_secs: f64,
+    pub rebuild_snapshot_secs: f64,
+    pub verified: bool,
+    pub naive_events: u64,
+    pub naive_eps: f64,
+    pub limit_rows: u64,
+    pub limit_secs: f64,
+    pub total_events: u64,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+impl Report {
+    pub fn new(pg_version: String) -> Report {
+        Report {
+            pg_version,
+            ..Report::default()
+        }
+    }
+
+    /// The catch-up in events/s.
+    pub fn catch_up_eps(&self) -> f64 {
+        self.catch_up_events as f64 / self.catch_up_secs
+    }
+
+    /// PostgreSQL's limit expressed as events/s: the events of the run
+    /// divided by the time to write their final rows.
+    pub fn limit_eps(&self) -> f64 {
+        self.total_events as f64 / self.limit_secs
+    }
+
+    pub fn render(&self) -> String {
+        let eps = self.catch_up_eps();
+        let vs_naive = eps / self.naive_eps;
+        let vs_limit = eps / self.limit_eps();
+        let rss_mib = self.peak_rss_bytes as f64 / (1024.0 * 1024.0);
+        let tail = self.rebuild_snapshot_secs / self.rebuild_full_secs;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "robson bench: {} events, PostgreSQL {}, {}\n\n",
+            self.total_events,
+            self.pg_version,
+            machine()
+        ));
+        out.push_str("| measure | value | target |\n|---|---|---|\n");
+        let rows = [
+            (
+                "append (batch append, generate)".to_owned(),
+                format!("{:.0} events/s", self.append_eps),
+                String::new(),
+            ),
+            (
+                format!("catch-up, cold start, {} events", self.catch_up_events),
+                format!("{eps:.0} events/s ({:.1} s)", self.catch_up_secs),
+                String::new(),
+            ),
+            (
+                format!(
+                    "naive baseline (1 tx/event + checkpoint), {} events",
+                    self.naive_events
+                ),
+                format!("{:.0} events/s", self.naive_eps),
+                String::new(),
+            ),
+            (
+                format!("set-based limit ({} final rows, 500/tx)", self.limit_rows),
+                format!(
+                    "{:.0} rows/s = {:.0} events/s",
+                    self.limit_rows as f64 / self.limit_secs,
+                    self.limit_eps()
+                ),
+                String::new(),
+            ),
+            (
+                "catch-up / naive".to_owned(),
+                format!("{vs_naive:.1}×"),
+                format!("≥ 10× {}", verdict(vs_naive >= 10.0)),
+            ),
+            (
+                "catch-up / limit".to_owned(),
+                format!("{:.0} %", vs_limit * 100.0),
+                format!("≥ 50 % {}", verdict(vs_limit >= 0.5)),
+            ),
+            (
+                "latency idle p50 / p99 / max".to_owned(),
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    self.idle.p50_ms, self.idle.p99_ms, self.idle.max_ms
+                ),
+                format!("p99 < 15 ms {}", verdict(self.idle.p99_ms < 15.0)),
+            ),
+            (
+                "latency at 2,000 events/s p50 / p99 / max".to_owned(),
+                format!(
+                    "{:.1} / {:.1} / {:.1} ms",
+                    self.loaded.p50_ms, self.loaded.p99_ms, self.loaded.max_ms
+                ),
+                format!("p99 < 50 ms {}", verdict(self.loaded.p99_ms < 50.0)),
+            ),
+            (
+                "peak RSS during catch-up".to_owned(),
+                format!("{rss_mib:.1} MiB"),
+                format!("< 150 MiB {}", verdict(rss_mib < 150.0)),
+            ),
+            (
+                "rebuild, full".to_owned(),
+                format!("{:.1} s", self.rebuild_full_secs),
+                String::new(),
+            ),
+            (
+                "rebuild, from the snapshot at 90 %".to_owned(),
+                format!(
+                    "{:.1} s ({:.0} % of full)",
+                    self.rebuild_snapshot_secs,
+                    tail * 100.0
+                ),
+                format!("∝ events after it {}", verdict(tail < 0.5)),
+            ),
+            (
+                "snapshot taken".to_owned(),
+                self.snapshot_ok.to_string(),
+                String::new(),
+            ),
+            (
+                "projections equal a clean rebuild (verify)".to_owned(),
+                self.verified.to_string(),
+                "true".to_owned(),
+            ),
+        ];
+        for (m, v, t) in rows {
+            out.push_str(&format!("| {m} | {v} | {t} |\n"));
+        }
+        out
+    }
+}

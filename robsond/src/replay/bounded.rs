@@ -1,0 +1,146 @@
+//! Projecting a shadow up to the LIVE progress of each stream: every event
+//! whose seq is at most the stream's live `last_seq`, plus the event a live
+//! stream is parked on. This is what makes `verify` point-in-time
+//! consistent however far the daemon lags, and what lets the rebuild's swap
+//! cover every event the live tables reflect, including those the daemon
+//! read per stream (after an operator's resume) rather than in commit order.
+
+use chrono::{DateTime, Utc};
+use robson_eventlog::EventEnvelope;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::project::Replayer;
+use super::ReplayError;
+
+/// The columns of an [`EventEnvelope`] (`tx_id` as a plain number).
+const COLUMNS: &str = "e.event_id, e.tenant_id, e.stream_key, e.seq, e.global_position, \
+     e.tx_id::text::int8 AS tx_id, e.event_type, e.payload, e.payload_schema_version, \
+     e.occurred_at, e.ingested_at, e.idempotency_key, e.trace_id, e.causation_id, \
+     e.command_id, e.workflow_id, e.actor_type, e.actor_id";
+
+/// Every event of `live`'s streams up to their live progress point, read
+/// in `global_position` order (the live point may move on meanwhile: what
+/// a moving point leaves behind is picked up by [`catch_up_to_live`]).
+pub(super) async fn project_to_live(
+    conn: &mut PgConnection,
+    replayer: &mut Replayer<'_>,
+) -> Result<(), ReplayError> {
+    let sql = format!(
+        r#"
+        SELECT {COLUMNS} FROM event_log e
+          JOIN {live}.projection_stream_progress l ON l.stream_key = e.stream_key
+         WHERE e.global_position > $1
+           AND e.seq <= greatest(l.last_seq, coalesce(l.parked_seq, 0))
+         ORDER BY e.global_position LIMIT $2
+        "#,
+        live = replayer.live
+    );
+    let mut cursor = 0_i64;
+    loop {
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(cursor)
+            .bind(replayer.batch_size)
+            .fetch_all(&mut *conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        cursor = last.global_position;
+        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
+        replayer.apply(conn, &events).await?;
+    }
+}
+
+/// Applies, stream by stream, whatever the shadow lacks up to each live
+/// stream's progress point (shadow streams parked on their own are left
+/// alone), until nothing is missing.
+pub(super) async fn catch_up_to_live(
+    conn: &mut PgConnection,
+    replayer: &mut Replayer<'_>,
+) -> Result<(), ReplayError> {
+    let sql = format!(
+        r#"
+        WITH todo AS MATERIALIZED (
+            SELECT l.stream_key, coalesce(s.last_seq, 0) AS after_seq,
+                   greatest(l.last_seq, coalesce(l.parked_seq, 0)) AS upto_seq
+              FROM {live}.projection_stream_progress l
+              LEFT JOIN projection_stream_progress s ON s.stream_key = l.stream_key
+             WHERE s.parked_seq IS NULL
+               AND greatest(l.last_seq, coalesce(l.parked_seq, 0)) > coalesce(s.last_seq, 0)
+             ORDER BY l.stream_key LIMIT $1)
+        SELECT {COLUMNS} FROM todo t
+          JOIN event_log e ON e.stream_key = t.stream_key
+                          AND e.seq > t.after_seq AND e.seq <= t.upto_seq
+         ORDER BY e.stream_key, e.seq LIMIT $1
+        "#,
+        live = replayer.live
+    );
+    loop {
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(replayer.batch_size)
+            .fetch_all(&mut *conn)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let (stream_key, upto) = (first.stream_key.clone(), first.seq);
+        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
+        let outcome = replayer.apply(conn, &events).await?;
+        let moved =
+            outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
+        if moved == 0 {
+            // Only possible when a stream's earlier events are gone from
+            // the log: stop rather than read the same events forever.
+            return Err(ReplayError::MissingEvents { stream_key, upto });
+        }
+    }
+}
+
+/// An `event_log` row as selected by [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct Row {
+    event_id: Uuid,
+    tenant_id: Uuid,
+    stream_key: String,
+    seq: i64,
+    global_position: i64,
+    tx_id: i64,
+    event_type: String,
+    payload: sqlx::types::Json<serde_json::Value>,
+    payload_schema_version: i32,
+    occurred_at: DateTime<Utc>,
+    ingested_at: DateTime<Utc>,
+    idempotency_key: String,
+    trace_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    command_id: Option<Uuid>,
+    workflow_id: Option<Uuid>,
+    actor_type: Option<String>,
+    actor_id: Option<String>,
+}
+
+impl From<Row> for EventEnvelope {
+    fn from(r: Row) -> Self {
+        EventEnvelope {
+            event_id: r.event_id,
+            tenant_id: r.tenant_id,
+            stream_key: r.stream_key,
+            seq: r.seq,
+            global_position: r.global_position,
+            tx_id: r.tx_id,
+            event_type: r.event_type,
+            payload: r.payload.0,
+            payload_schema_version: r.payload_schema_version,
+            occurred_at: r.occurred_at,
+            ingested_at: r.ingested_at,
+            idempotency_key: r.idempotency_key,
+            trace_id: r.trace_id,
+            causation_id: r.causation_id,
+            command_id: r.command_id,
+            workflow_id: r.workflow_id,
+            actor_type: r.actor_type,
+            actor_id: r.actor_id,
+        }
+    }
+}

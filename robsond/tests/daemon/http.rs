@@ -1,0 +1,346 @@
+//! The HTTP surface of SPEC §4.4: `/health` and its two probes, `/metrics`,
+//! `/streams`, and what they must never show.
+
+use std::time::{Duration, Instant};
+
+use robson_eventlog::testing::TestDb;
+use serde_json::Value;
+
+use crate::support::{
+    append_flows, get_json, get_text, guard_against_hang, http, unprojected, url_with_password,
+    wait_caught_up, Daemon,
+};
+
+const HEALTH_FIELDS: [&str; 12] = [
+    "status",
+    "database",
+    "lag_events",
+    "max_stream_lag",
+    "lag_seconds",
+    "heartbeat_age_seconds",
+    "head_position",
+    "parked_streams",
+    "held_events",
+    "instance",
+    "partitions",
+    "partition_coverage",
+];
+
+const PARTITION_FIELDS: [&str; 6] = [
+    "partition",
+    "owner",
+    "checkpoint",
+    "lag_events",
+    "state",
+    "restarts",
+];
+
+const METRICS: [(&str, &str); 16] = [
+    ("robson_events_applied_total", "counter"),
+    ("robson_events_skipped_total", "counter"),
+    ("robson_events_dead_lettered_total", "counter"),
+    ("robson_projection_checkpoint", "gauge"),
+    ("robson_projection_lag_events", "gauge"),
+    ("robson_projection_lag_seconds", "gauge"),
+    ("robson_eventlog_head_position", "gauge"),
+    ("robson_parked_streams", "gauge"),
+    ("robson_batch_duration_seconds", "histogram"),
+    ("robson_batch_size", "histogram"),
+    ("robson_actor_restarts_total", "counter"),
+    ("robson_poller_wakeups_total", "counter"),
+    ("robson_db_errors_total", "counter"),
+    ("robson_partition_coverage_months", "gauge"),
+    ("robson_partitions_owned", "gauge"),
+    ("process_resident_memory_bytes", "gauge"),
+];
+
+/// Polls `/health` until the daemon reports itself caught up with the log
+/// (lag 0 and the database's head), then returns (code, body).
+async fn caught_up_health(daemon: &mut Daemon, db: &TestDb) -> (u16, Value) {
+    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM event_log")
+        .fetch_one(&db.pool)
+        .await
+        .expect("head position");
+    wait_caught_up(&db.pool, daemon).await;
+    let client = http();
+    let started = Instant::now();
+    loop {
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        let coverage_ok = health["partition_coverage"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty() && c.iter().all(|t| t["status"] == "OK"));
+        if health["lag_events"] == 0 && health["head_position"] == head && coverage_ok {
+            return (code, health);
+        }
+        guard_against_hang(started, &format!("/health never caught up: {health}"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn health_reports_every_field_of_the_spec_and_the_probes_agree_with_it() {
+    let db = TestDb::new().await;
+    append_flows(&db.pool, 80, 500).await;
+    let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "3")]).await;
+    let (code, health) = caught_up_health(&mut daemon, &db).await;
+
+    for field in HEALTH_FIELDS {
+        assert!(
+            health.get(field).is_some(),
+            "/health has no {field}: {health}"
+        );
+    }
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"], "up", "{health}");
+    for zero in [
+        "lag_events",
+        "max_stream_lag",
+        "parked_streams",
+        "held_events",
+    ] {
+        assert_eq!(health[zero], 0, "{zero}: {health}");
+    }
+    assert_eq!(health["lag_seconds"].as_f64(), Some(0.0), "{health}");
+    assert!(
+        health["heartbeat_age_seconds"].as_f64().is_some(),
+        "{health}"
+    );
+    let instance = health["instance"].as_str().expect("instance is text");
+    assert!(
+        instance.ends_with(&format!("-{}", daemon.pid)),
+        "hostname-pid by default: {instance}"
+    );
+    let partitions = health["partitions"]
+        .as_array()
+        .expect("partitions is a list");
+    assert_eq!(partitions.len(), 3, "{health}");
+    for (i, p) in partitions.iter().enumerate() {
+        for field in PARTITION_FIELDS {
+            assert!(p.get(field).is_some(), "partition has no {field}: {p}");
+        }
+        assert_eq!(p["partition"], i, "{p}");
+        assert_eq!(p["owner"], instance, "{p}");
+        let checkpoint = p["checkpoint"].as_i64().expect("checkpoint is a number");
+        assert!((0..=health["head_position"].as_i64().unwrap_or(0)).contains(&checkpoint));
+        assert_eq!(p["restarts"], 0, "{p}");
+    }
+    for table in health["partition_coverage"]
+        .as_array()
+        .expect("coverage is a list")
+    {
+        assert!(table["table_name"].is_string(), "{table}");
+        assert!(
+            table["months_ahead"].as_i64().is_some_and(|m| m >= 2),
+            "{table}"
+        );
+    }
+
+    let client = http();
+    let (live, _) = get_json(&client, &daemon.url("/health/live")).await;
+    let (ready, _) = get_json(&client, &daemon.url("/health/ready")).await;
+    assert_eq!(
+        (live, ready),
+        (200, code),
+        "live always 200, ready mirrors /health"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn metrics_expose_every_series_of_the_spec_and_no_stream_key() {
+    let db = TestDb::new().await;
+    append_flows(&db.pool, 81, 500).await;
+    let mut daemon = Daemon::start(&db.url, &[]).await;
+    caught_up_health(&mut daemon, &db).await;
+    let text = get_text(&http(), &daemon.url("/metrics")).await;
+
+    for (name, kind) in METRICS {
+        assert!(
+            text.contains(&format!("\n# TYPE {name} {kind}\n")),
+            "no {kind} {name} in\n{text}"
+        );
+    }
+    let keys: Vec<String> = sqlx::query_scalar("SELECT stream_key FROM event_streams")
+        .fetch_all(&db.pool)
+        .await
+        .expect("stream keys");
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let id = key.split(':').nth(1).unwrap_or(key);
+        assert!(!text.contains(id), "a stream key in /metrics: {key}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn streams_are_paged_by_key_and_a_zero_limit_is_refused() {
+    let db = TestDb::new().await;
+    append_flows(&db.pool, 82, 60).await;
+    let mut daemon = Daemon::start(&db.url, &[]).await;
+    wait_caught_up(&db.pool, &mut daemon).await;
+    let client = http();
+
+    let mut seen = Vec::new();
+    let mut url = daemon.url("/streams?limit=2");
+    loop {
+        let (code, page) = get_json(&client, &url).await;
+        assert_eq!(code, 200, "{page}");
+        let streams = page["streams"].as_array().expect("streams is a list");
+        assert!(streams.len() <= 2, "{page}");
+        for s in streams {
+            assert_eq!(s["last_seq"], s["head_seq"], "caught up: {s}");
+            assert_eq!(s["parked"], false, "{s}");
+            seen.push(s["stream_key"].as_str().expect("stream_key").to_owned());
+        }
+        match page["next_after"].as_str() {
+            Some(after) => {
+                assert_eq!(Some(after), seen.last().map(String::as_str), "{page}");
+                let query = [("after", after), ("limit", "2")];
+                let next = reqwest::Url::parse_with_params(&daemon.url("/streams"), query);
+                url = next.expect("a URL").to_string();
+            }
+            None => break,
+        }
+    }
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT stream_key FROM event_streams ORDER BY stream_key")
+            .fetch_all(&db.pool)
+            .await
+            .expect("stream keys");
+    assert_eq!(seen, keys, "the pages list every stream once, in key order");
+
+    for bad in [
+        "/streams?limit=0",
+        "/streams?limit=-1",
+        "/streams?limit=abc",
+    ] {
+        let status = client
+            .get(daemon.url(bad))
+            .send()
+            .await
+            .expect("an answer")
+            .status();
+        assert_eq!(status.as_u16(), 400, "GET {bad}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn no_response_or_log_line_shows_the_database_password_or_the_admin_token() {
+    const PASSWORD: &str = "pw-8c1d0e5f3a";
+    const TOKEN: &str = "admin-token-b2a64f0e93";
+    let db = TestDb::new().await;
+    append_flows(&db.pool, 83, 200).await;
+    let url = url_with_password(&db.url, PASSWORD);
+    let env = [("ROBSON_ADMIN_TOKEN", TOKEN), ("RUST_LOG", "debug")];
+    let mut daemon = Daemon::start(&url, &env).await;
+    wait_caught_up(&db.pool, &mut daemon).await;
+
+    let client = http();
+    let mut bodies = Vec::new();
+    for path in [
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/streams?limit=1000",
+    ] {
+        bodies.push(
+            client
+                .get(daemon.url(path))
+                .send()
+                .await
+                .expect(path)
+                .text()
+                .await
+                .expect(path),
+        );
+    }
+    for auth in ["", "Bearer nope"] {
+        let request = client
+            .get(daemon.url("/admin/parked"))
+            .header("Authorization", auth);
+        bodies.push(
+            request
+                .send()
+                .await
+                .expect("admin")
+                .text()
+                .await
+                .expect("admin"),
+        );
+    }
+    let request = client.get(daemon.url("/admin/parked")).bearer_auth(TOKEN);
+    bodies.push(
+        request
+            .send()
+            .await
+            .expect("admin")
+            .text()
+            .await
+            .expect("admin"),
+    );
+    daemon.stop().await;
+    bodies.push(daemon.stdout());
+    bodies.push(daemon.stderr());
+    for body in bodies {
+        assert!(!body.contains(PASSWORD), "the password is shown: {body}");
+        assert!(!body.contains(TOKEN), "the token is shown: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn readiness_fails_during_a_large_catch_up_while_liveness_holds() {
+    let db = TestDb::new().await;
+    append_flows(&db.pool, 84, 20_000).await;
+    let env = [
+        ("ROBSON_HEALTH_MAX_LAG_EVENTS", "10"),
+        ("ROBSON_BATCH_SIZE", "50"),
+        ("ROBSON_PARTITIONS", "4"),
+    ];
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    let client = http();
+    let started = Instant::now();
+    let mut not_ready_seen = false;
+    let mut ready_while_behind = Vec::new();
+    loop {
+        daemon.assert_running("during the catch-up");
+        let behind = unprojected(&db.pool).await;
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        let (ready, _) = get_json(&client, &daemon.url("/health/ready")).await;
+        let (live, _) = get_json(&client, &daemon.url("/health/live")).await;
+        assert_eq!(live, 200, "liveness never fails because of lag: {health}");
+        let lag = health["lag_events"].as_i64().expect("lag_events");
+        if code == 503 && ready == 503 && lag > 10 {
+            not_ready_seen = true;
+        }
+        if code == 200 && behind > 1000 {
+            ready_while_behind.push(format!("{behind} behind: {health}"));
+        }
+        if behind == 0 && lag == 0 && code == 200 {
+            assert_eq!(ready, 200, "ready mirrors /health at the end: {health}");
+            break;
+        }
+        guard_against_hang(
+            started,
+            &format!("catch-up: {behind} behind, /health {code} {health}"),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        not_ready_seen,
+        "/health/ready never failed while thousands of events were behind"
+    );
+    assert!(
+        ready_while_behind.is_empty(),
+        "/health said ready while thousands of events were behind:\n{}",
+        ready_while_behind.join("\n")
+    );
+    daemon.stop().await;
+}

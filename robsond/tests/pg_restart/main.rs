@@ -1,0 +1,172 @@
+//! PostgreSQL restarted under a running daemon (SPEC §4.1, §4.3): the daemon
+//! stays up, says `database: "down"` (503) meanwhile, reconnects and
+//! finishes with the tables of a clean run.
+//!
+//! A binary of its own: stopping the server affects every database of the
+//! cluster, and cargo runs test binaries one after another, so nothing else
+//! runs meanwhile. It needs `scripts/with-postgres.sh`, which exports the
+//! data directory, the binaries and the `runuser` prefix used here.
+
+// The daemon tests' helpers; this binary uses only some of them.
+#[allow(dead_code)]
+#[path = "../daemon/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use robson_eventlog::testing::TestDb;
+
+use support::{
+    append_flows, assert_equals_clean_run, get_json, guard_against_hang, http, wait_caught_up,
+    wait_projected, Daemon,
+};
+
+/// The test cluster's server, restarted on drop if a test left it stopped.
+#[derive(Debug)]
+struct Server {
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    run_as: Vec<String>,
+    stopped: bool,
+}
+
+impl Server {
+    fn from_env() -> Server {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run this test with scripts/with-postgres.sh")
+            })
+        };
+        Server {
+            pg_ctl: PathBuf::from(var("ROBSON_TEST_PG_BIN")).join("pg_ctl"),
+            data: PathBuf::from(var("ROBSON_TEST_PGDATA")),
+            run_as: var("ROBSON_TEST_PG_RUN_AS")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            stopped: false,
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        let mut command = match self.run_as.split_first() {
+            Some((program, prefix)) => {
+                let mut c = Command::new(program);
+                c.args(prefix).arg(&self.pg_ctl);
+                c
+            }
+            None => Command::new(&self.pg_ctl),
+        };
+        command
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl")
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        let out = self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn start(&mut self) {
+        // The server's output goes to the log file, so pg_ctl's pipes close.
+        let log = self.data.with_file_name("server.log");
+        let log = log.to_string_lossy();
+        let out = self.pg_ctl(&["-w", "-t", "60", "-l", &log, "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.stopped = false;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stopped {
+            self.start();
+        }
+    }
+}
+
+/// How long the database stays down at least.
+const DOWNTIME: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn the_daemon_survives_a_database_restart_and_finishes_its_catch_up() {
+    let mut server = Server::from_env();
+    let db = TestDb::new().await;
+    let total = append_flows(&db.pool, 90, 15_000).await as i64;
+    let env = [("ROBSON_PARTITIONS", "4"), ("ROBSON_BATCH_SIZE", "50")];
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    wait_projected(&db.pool, &mut daemon, total / 10).await;
+    let client = http();
+    let done = support::projected(&db.pool).await;
+    eprintln!("stopping the database with {done} of {total} events projected");
+
+    server.stop();
+    let down_since = Instant::now();
+    let mut reported_down = false;
+    while !reported_down || down_since.elapsed() < DOWNTIME {
+        daemon.assert_running("while the database is down");
+        let (live, _) = get_json(&client, &daemon.url("/health/live")).await;
+        assert_eq!(live, 200, "/health/live while the database is down");
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        if health["database"] == "down" {
+            assert_eq!(code, 503, "not ready while the database is down: {health}");
+            reported_down = true;
+        }
+        guard_against_hang(down_since, "/health never reported the database down");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.start();
+
+    let up_since = Instant::now();
+    loop {
+        daemon.assert_running("after the database came back");
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        if health["database"] == "up" {
+            eprintln!(
+                "database up again after {:?}: /health {code}",
+                up_since.elapsed()
+            );
+            break;
+        }
+        guard_against_hang(up_since, &format!("/health still says {health}"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    append_flows(&db.pool, 91, 1_000).await;
+    wait_caught_up(&db.pool, &mut daemon).await;
+    let started = Instant::now();
+    loop {
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        if code == 200 && health["lag_events"] == 0 {
+            let instance = health["instance"].as_str().unwrap_or_default();
+            assert!(
+                instance.ends_with(&format!("-{}", daemon.pid)),
+                "the same process: {health}"
+            );
+            break;
+        }
+        guard_against_hang(
+            started,
+            &format!("/health after the catch-up: {code} {health}"),
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.assert_running("at the end");
+    daemon.stop().await;
+    assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
+}
