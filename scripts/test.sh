@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-features --bins
-exec scripts/with-postgres.sh cargo test --workspace --all-features -- --include-ignored "$@"
+exec scripts/with-postgres.sh cargo test --workspace --all-features --no-fail-fast -- --include-ignored "$@"

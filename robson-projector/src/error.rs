@@ -23,6 +23,11 @@ pub enum ProjectionError {
         from_seq: i64,
         to_seq: i64,
     },
+    /// Another applier started the stream first (only while two appliers of
+    /// one partition overlap, e.g. during an ownership hand-over).
+    /// Transient: the batch is retried and then sees that applier's progress.
+    #[error("stream {stream_key} was started by a concurrent applier")]
+    ConcurrentApplier { stream_key: String },
     /// A database error; [`classify`] decides whether it is transient.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -64,7 +69,8 @@ impl ProjectionError {
             ProjectionError::InvalidPayload(_) | ProjectionError::InvariantViolated(_) => {
                 ErrorClass::Permanent
             }
-            ProjectionError::MissingPredecessors { .. } => ErrorClass::Transient,
+            ProjectionError::MissingPredecessors { .. }
+            | ProjectionError::ConcurrentApplier { .. } => ErrorClass::Transient,
             ProjectionError::Database(err) => classify(err),
         }
     }
@@ -77,7 +83,8 @@ impl ProjectionError {
         match self {
             ProjectionError::InvalidPayload(_) => Some(ErrorKind::InvalidPayload),
             ProjectionError::InvariantViolated(_) => Some(ErrorKind::InvariantViolation),
-            ProjectionError::MissingPredecessors { .. } => None,
+            ProjectionError::MissingPredecessors { .. }
+            | ProjectionError::ConcurrentApplier { .. } => None,
             ProjectionError::Database(err) => match classify(err) {
                 ErrorClass::Transient => None,
                 ErrorClass::Permanent if sqlstate(err).is_some_and(|c| c.starts_with("23")) => {

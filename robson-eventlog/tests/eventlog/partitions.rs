@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use robson_eventlog::testing::TestDb;
-use robson_eventlog::{
-    append_event, ensure_partitions, partition_coverage, read_committed, read_stream, Position,
-};
+use robson_eventlog::{append_event, ensure_partitions, partition_coverage, read_stream};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::support::{count_rows, event, guard_against_hang, order_stream, sql_append, SqlArgs};
+use crate::support::{
+    count_rows, event, guard_against_hang, order_stream, read_committed_until, sql_append, SqlArgs,
+};
 
 /// Name of the current month's partition of `parent` (UTC months).
 async fn current_partition(pool: &PgPool, parent: &str) -> String {
@@ -111,13 +111,7 @@ async fn appends_survive_a_missing_month_and_maintenance_moves_them_into_it() {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
-    assert_eq!(
-        read_committed(&db.pool, Position::START, 10)
-            .await
-            .expect("read")
-            .len(),
-        4
-    );
+    assert_eq!(read_committed_until(&db.pool, 4).await, 4);
     let repeated = count_rows(
         &db.pool,
         "(SELECT stream_key, seq FROM event_log GROUP BY 1, 2 HAVING count(*) > 1) r",

@@ -152,3 +152,21 @@ pub async fn sql_key(
         .await
         .expect("robson_idempotency_key")
 }
+
+/// Reads from the start until `n` committed events are readable. Every test
+/// shares one cluster, and the commit-safe read waits for any transaction
+/// open anywhere on it (another test's), so visibility may lag a little.
+pub async fn read_committed_until(pool: &PgPool, n: usize) -> usize {
+    let started = Instant::now();
+    loop {
+        let got =
+            robson_eventlog::read_committed(pool, robson_eventlog::Position::START, n as i64 + 10)
+                .await
+                .expect("read_committed")
+                .len();
+        if got >= n || started.elapsed() > std::time::Duration::from_secs(30) {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -11,7 +11,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::plan::{self, Folded, Plan, Step};
-use super::progress::{self, ProgressMap};
+use super::progress::{self, Progress, ProgressMap};
 use super::{dead_letters, tables, BatchOutcome, PoisonPolicy};
 use crate::error::{ErrorClass, ProjectionError};
 
@@ -105,7 +105,7 @@ async fn write_steps(
     policy: PoisonPolicy,
 ) -> Result<Folded, ProjectionError> {
     let mut savepoint = conn.begin().await?;
-    let written: Result<Folded, sqlx::Error> = async {
+    let written: Result<Folded, ProjectionError> = async {
         let mut rows = tables::load(&mut savepoint, &plan::keys(steps)).await?;
         let folded = plan::fold(&mut rows, steps, progress, policy);
         tables::write(&mut savepoint, &rows).await?;
@@ -123,7 +123,7 @@ async fn write_steps(
             if let Err(rollback) = savepoint.rollback().await {
                 warn!(error = %rollback, "Rollback to savepoint failed.");
             }
-            Err(err.into())
+            Err(err)
         }
     }
 }
@@ -150,7 +150,11 @@ async fn apply_one(
         Err(err) => return Err(err),
     };
     for stream in &folded.progress {
-        progress.insert(stream.stream_key.clone(), stream.clone());
+        let written = Progress {
+            stored: true,
+            ..stream.clone()
+        };
+        progress.insert(stream.stream_key.clone(), written);
     }
     Ok(folded.outcome)
 }

@@ -1,6 +1,10 @@
 //! `projection_stream_progress`, the exactly-once filter: one row per stream
 //! with the last seq applied (or skipped) and the parked seq. A batch locks
-//! the rows of its streams first, so two appliers of one stream serialise.
+//! the existing rows of its streams first, so two appliers of one stream
+//! serialise. A stream seen for the first time has no row to lock: its row is
+//! inserted with the batch's writes, and if another applier inserted it
+//! meanwhile the insert finds it, the batch fails as transient and is
+//! retried — then it sees that row. One write per new stream, not two.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +22,13 @@ pub struct Progress {
     pub last_position: Option<i64>,
     /// The seq of the dead letter the stream waits behind.
     pub parked_seq: Option<i64>,
+    /// The row exists in the table (false: a stream seen for the first time).
+    #[sqlx(default)]
+    pub stored: bool,
 }
 
 impl Progress {
     /// A stream nothing was applied to yet.
-    #[cfg(test)]
     pub fn new(stream_key: &str, tenant_id: Uuid) -> Progress {
         Progress {
             stream_key: stream_key.to_string(),
@@ -31,6 +37,7 @@ impl Progress {
             last_event_id: None,
             last_position: None,
             parked_seq: None,
+            stored: false,
         }
     }
 
@@ -45,30 +52,18 @@ impl Progress {
 /// Streams keyed by stream_key.
 pub type ProgressMap = BTreeMap<String, Progress>;
 
-/// Creates the missing progress rows of `streams` and locks all of them, in
-/// stream_key order (a fixed lock order: no deadlock between batches).
+/// Locks the existing progress rows of `streams`, in stream_key order (a
+/// fixed lock order: no deadlock between batches); streams without a row get
+/// a fresh, unstored [`Progress`].
 pub async fn lock(
     conn: &mut PgConnection,
     streams: &BTreeMap<String, Uuid>,
 ) -> Result<ProgressMap, sqlx::Error> {
     let keys: Vec<&str> = streams.keys().map(String::as_str).collect();
-    let tenants: Vec<Uuid> = streams.values().copied().collect();
-    sqlx::query(
-        r#"
-        INSERT INTO projection_stream_progress (stream_key, tenant_id)
-        SELECT k.stream_key, k.tenant_id
-          FROM UNNEST($1::text[], $2::uuid[]) AS k(stream_key, tenant_id)
-         ORDER BY k.stream_key
-        ON CONFLICT (stream_key) DO NOTHING
-        "#,
-    )
-    .bind(&keys)
-    .bind(&tenants)
-    .execute(&mut *conn)
-    .await?;
     let rows: Vec<Progress> = sqlx::query_as(
         r#"
-        SELECT stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq
+        SELECT stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq,
+               true AS stored
           FROM projection_stream_progress
          WHERE stream_key = ANY($1)
          ORDER BY stream_key
@@ -78,23 +73,58 @@ pub async fn lock(
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
+    let mut map: ProgressMap = rows
         .into_iter()
         .map(|p| (p.stream_key.clone(), p))
-        .collect())
+        .collect();
+    for (key, tenant) in streams {
+        map.entry(key.clone())
+            .or_insert_with(|| Progress::new(key, *tenant));
+    }
+    Ok(map)
 }
 
-/// Writes the progress of the streams a batch moved or parked. A newly
-/// parked stream gets `parked_at = now()`; an unparked one loses it.
-pub async fn update(conn: &mut PgConnection, changed: &[Progress]) -> Result<(), sqlx::Error> {
-    if changed.is_empty() {
-        return Ok(());
+/// Writes the progress of the streams a batch moved or parked: an UPDATE of
+/// the stored rows and an INSERT of the new ones. A new row that another
+/// applier inserted meanwhile is [`ProgressError::Concurrent`] (transient).
+pub async fn update(conn: &mut PgConnection, changed: &[Progress]) -> Result<(), ProgressError> {
+    let (stored, new): (Vec<&Progress>, Vec<&Progress>) = changed.iter().partition(|p| p.stored);
+    if !stored.is_empty() {
+        update_stored(conn, &stored).await?;
     }
-    let keys: Vec<&str> = changed.iter().map(|p| p.stream_key.as_str()).collect();
-    let last_seqs: Vec<i64> = changed.iter().map(|p| p.last_seq).collect();
-    let last_ids: Vec<Option<Uuid>> = changed.iter().map(|p| p.last_event_id).collect();
-    let positions: Vec<Option<i64>> = changed.iter().map(|p| p.last_position).collect();
-    let parked: Vec<Option<i64>> = changed.iter().map(|p| p.parked_seq).collect();
+    if !new.is_empty() {
+        insert_new(conn, &new).await?;
+    }
+    Ok(())
+}
+
+/// Why progress could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    /// Another applier created the stream's row first; retry the batch.
+    #[error("stream {0} was started by a concurrent applier")]
+    Concurrent(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<ProgressError> for crate::ProjectionError {
+    fn from(err: ProgressError) -> Self {
+        match err {
+            ProgressError::Concurrent(stream_key) => {
+                crate::ProjectionError::ConcurrentApplier { stream_key }
+            }
+            ProgressError::Database(e) => crate::ProjectionError::Database(e),
+        }
+    }
+}
+
+async fn update_stored(conn: &mut PgConnection, rows: &[&Progress]) -> Result<(), sqlx::Error> {
+    let keys: Vec<&str> = rows.iter().map(|p| p.stream_key.as_str()).collect();
+    let last_seqs: Vec<i64> = rows.iter().map(|p| p.last_seq).collect();
+    let last_ids: Vec<Option<Uuid>> = rows.iter().map(|p| p.last_event_id).collect();
+    let positions: Vec<Option<i64>> = rows.iter().map(|p| p.last_position).collect();
+    let parked: Vec<Option<i64>> = rows.iter().map(|p| p.parked_seq).collect();
     sqlx::query(
         r#"
         UPDATE projection_stream_progress AS p
@@ -119,4 +149,42 @@ pub async fn update(conn: &mut PgConnection, changed: &[Progress]) -> Result<(),
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+async fn insert_new(conn: &mut PgConnection, rows: &[&Progress]) -> Result<(), ProgressError> {
+    let keys: Vec<&str> = rows.iter().map(|p| p.stream_key.as_str()).collect();
+    let tenants: Vec<Uuid> = rows.iter().map(|p| p.tenant_id).collect();
+    let last_seqs: Vec<i64> = rows.iter().map(|p| p.last_seq).collect();
+    let last_ids: Vec<Option<Uuid>> = rows.iter().map(|p| p.last_event_id).collect();
+    let positions: Vec<Option<i64>> = rows.iter().map(|p| p.last_position).collect();
+    let parked: Vec<Option<i64>> = rows.iter().map(|p| p.parked_seq).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        r#"
+        INSERT INTO projection_stream_progress
+               (stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq, parked_at)
+        SELECT u.stream_key, u.tenant_id, u.last_seq, u.last_event_id, u.last_position,
+               u.parked_seq, CASE WHEN u.parked_seq IS NULL THEN NULL ELSE now() END
+          FROM UNNEST($1::text[], $2::uuid[], $3::int8[], $4::uuid[], $5::int8[], $6::int8[])
+               AS u(stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq)
+         ORDER BY u.stream_key
+        ON CONFLICT (stream_key) DO NOTHING
+        RETURNING stream_key
+        "#,
+    )
+    .bind(&keys)
+    .bind(&tenants)
+    .bind(&last_seqs)
+    .bind(&last_ids)
+    .bind(&positions)
+    .bind(&parked)
+    .fetch_all(&mut *conn)
+    .await?;
+    if inserted.len() == rows.len() {
+        return Ok(());
+    }
+    let missing = keys
+        .iter()
+        .find(|k| !inserted.iter().any(|i| i == *k))
+        .map_or_else(String::new, |k| (*k).to_string());
+    Err(ProgressError::Concurrent(missing))
 }

@@ -60,18 +60,28 @@ pub async fn project(
     total
 }
 
-/// Applies one batch in its own transaction and commits it.
+/// Applies one batch in its own transaction and commits it, retrying a
+/// transient failure as the daemon does (e.g. a concurrent applier started
+/// the same stream first).
 pub async fn apply_in_transaction(
     pool: &PgPool,
     batch: &[EventEnvelope],
     policy: PoisonPolicy,
 ) -> BatchOutcome {
-    let mut tx = pool.begin().await.expect("begin");
-    let outcome = apply_batch(&mut tx, batch, policy)
-        .await
-        .expect("apply batch");
-    tx.commit().await.expect("commit");
-    outcome
+    for _ in 0..50 {
+        let mut tx = pool.begin().await.expect("begin");
+        match apply_batch(&mut tx, batch, policy).await {
+            Ok(outcome) => {
+                tx.commit().await.expect("commit");
+                return outcome;
+            }
+            Err(err) if err.class() == robson_projector::ErrorClass::Transient => {
+                tx.rollback().await.expect("rollback");
+            }
+            Err(err) => panic!("apply batch: {err}"),
+        }
+    }
+    panic!("apply batch: still failing transiently after 50 attempts")
 }
 
 /// Empties the projections and the projector's state (not the log).

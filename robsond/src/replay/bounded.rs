@@ -10,7 +10,7 @@ use robson_eventlog::EventEnvelope;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::project::Replayer;
+use super::project::{Replayer, Until};
 use super::ReplayError;
 
 /// The columns of an [`EventEnvelope`] (`tx_id` as a plain number).
@@ -20,8 +20,9 @@ const COLUMNS: &str = "e.event_id, e.tenant_id, e.stream_key, e.seq, e.global_po
      e.command_id, e.workflow_id, e.actor_type, e.actor_id";
 
 /// Every event of `live`'s streams up to their live progress point, read
-/// in `global_position` order (the live point may move on meanwhile: what
-/// a moving point leaves behind is picked up by [`catch_up_to_live`]).
+/// in `global_position` order up to the log's head when the pass began
+/// (the live point may move on meanwhile: what a moving point leaves
+/// behind is picked up by [`catch_up_to_live`]).
 pub(super) async fn project_to_live(
     conn: &mut PgConnection,
     replayer: &mut Replayer<'_>,
@@ -30,16 +31,18 @@ pub(super) async fn project_to_live(
         r#"
         SELECT {COLUMNS} FROM event_log e
           JOIN {live}.projection_stream_progress l ON l.stream_key = e.stream_key
-         WHERE e.global_position > $1
+         WHERE e.global_position > $1 AND e.global_position <= $2
            AND e.seq <= greatest(l.last_seq, coalesce(l.parked_seq, 0))
-         ORDER BY e.global_position LIMIT $2
+         ORDER BY e.global_position LIMIT $3
         "#,
         live = replayer.live
     );
+    let head = robson_eventlog::head_position(&mut *conn).await?;
     let mut cursor = 0_i64;
     loop {
         let rows: Vec<Row> = sqlx::query_as(&sql)
             .bind(cursor)
+            .bind(head)
             .bind(replayer.batch_size)
             .fetch_all(&mut *conn)
             .await?;
@@ -54,10 +57,14 @@ pub(super) async fn project_to_live(
 
 /// Applies, stream by stream, whatever the shadow lacks up to each live
 /// stream's progress point (shadow streams parked on their own are left
-/// alone), until nothing is missing.
+/// alone). With [`Until::PassStart`] it sweeps the streams once, in key
+/// order, and may leave some behind if the daemon moves on meanwhile; with
+/// [`Until::Empty`] (the live tables locked) it sweeps until nothing is
+/// missing.
 pub(super) async fn catch_up_to_live(
     conn: &mut PgConnection,
     replayer: &mut Replayer<'_>,
+    until: Until,
 ) -> Result<(), ReplayError> {
     let sql = format!(
         r#"
@@ -66,7 +73,7 @@ pub(super) async fn catch_up_to_live(
                    greatest(l.last_seq, coalesce(l.parked_seq, 0)) AS upto_seq
               FROM {live}.projection_stream_progress l
               LEFT JOIN projection_stream_progress s ON s.stream_key = l.stream_key
-             WHERE s.parked_seq IS NULL
+             WHERE l.stream_key > $2 AND s.parked_seq IS NULL
                AND greatest(l.last_seq, coalesce(l.parked_seq, 0)) > coalesce(s.last_seq, 0)
              ORDER BY l.stream_key LIMIT $1)
         SELECT {COLUMNS} FROM todo t
@@ -76,19 +83,23 @@ pub(super) async fn catch_up_to_live(
         "#,
         live = replayer.live
     );
+    let mut cursor = String::new();
     loop {
         let rows: Vec<Row> = sqlx::query_as(&sql)
             .bind(replayer.batch_size)
+            .bind(&cursor)
             .fetch_all(&mut *conn)
             .await?;
-        let Some(first) = rows.first() else {
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(());
         };
         let (stream_key, upto) = (first.stream_key.clone(), first.seq);
+        if until == Until::PassStart {
+            cursor = last.stream_key.clone();
+        }
         let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
         let outcome = replayer.apply(conn, &events).await?;
-        let moved =
-            outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
+        let moved = outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
         if moved == 0 {
             // Only possible when a stream's earlier events are gone from
             // the log: stop rather than read the same events forever.

@@ -7,10 +7,14 @@ use std::collections::HashSet;
 
 use indicatif::ProgressBar;
 use robson_eventlog::{read_committed, EventEnvelope, Position};
-use robson_projector::{apply_batch, BatchOutcome, PoisonPolicy};
-use sqlx::PgConnection;
+use robson_projector::{apply_batch, BatchOutcome, ErrorClass, PoisonPolicy};
+use sqlx::{Connection, PgConnection};
 
 use super::{decisions, ReplayError};
+use crate::daemon::retry::Backoff;
+
+/// Attempts at a batch that fails transiently before the replay gives up.
+const MAX_BATCH_ATTEMPTS: u32 = 5;
 
 /// What a replay did, event by event (the daemon's outcome categories).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -79,7 +83,7 @@ impl<'a> Replayer<'a> {
         conn: &mut PgConnection,
         events: &[EventEnvelope],
     ) -> Result<BatchOutcome, ReplayError> {
-        let outcome = apply_batch(&mut *conn, events, self.policy).await?;
+        let outcome = self.apply_with_retry(conn, events).await?;
         self.counts.events_read += events.len() as u64;
         self.counts.add(&outcome);
         self.bar.inc(events.len() as u64);
@@ -88,15 +92,60 @@ impl<'a> Replayer<'a> {
         }
         Ok(outcome)
     }
+
+    /// `apply_batch`, retried after a transient failure when the batch is
+    /// its own transaction (inside the caller's, the caller retries).
+    async fn apply_with_retry(
+        &mut self,
+        conn: &mut PgConnection,
+        events: &[EventEnvelope],
+    ) -> Result<BatchOutcome, ReplayError> {
+        let mut backoff = Backoff::default();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match apply_batch(&mut *conn, events, self.policy).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(err)
+                    if err.class() == ErrorClass::Transient
+                        && !conn.is_in_transaction()
+                        && attempts < MAX_BATCH_ATTEMPTS =>
+                {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Transient failure replaying a batch; retrying.");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
 }
 
-/// Applies every event committed after `from` (in commit-safe order, until
-/// a read comes back empty) and returns the position of the last one read.
+/// Where a reading pass stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Until {
+    /// When a read comes back empty. Only for the locked phase, where the
+    /// live side cannot move (and the log can only grow beyond the
+    /// reader's own transaction id, which commit-safe reading never passes).
+    Empty,
+    /// Once what existed when the pass began is read (or a read comes back
+    /// empty), so that an unlocked pass ends even while writers and the
+    /// daemon keep going; the locked phase reads the rest.
+    PassStart,
+}
+
+/// Applies the events committed after `from` in commit-safe order, up to
+/// `until`, and returns the position of the last one read.
 pub(super) async fn read_log(
     conn: &mut PgConnection,
     from: Position,
     replayer: &mut Replayer<'_>,
+    until: Until,
 ) -> Result<Position, ReplayError> {
+    let target = match until {
+        Until::Empty => None,
+        Until::PassStart => last_committed(conn).await?,
+    };
     let mut position = from;
     loop {
         let events = read_committed(&mut *conn, position, replayer.batch_size).await?;
@@ -105,7 +154,26 @@ pub(super) async fn read_log(
         };
         position = last.position();
         replayer.apply(conn, &events).await?;
+        if target.is_some_and(|t| position >= t) {
+            return Ok(position);
+        }
     }
+}
+
+/// The commit-order position of the last event committed so far.
+async fn last_committed(conn: &mut PgConnection) -> Result<Option<Position>, sqlx::Error> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        r#"
+        SELECT tx_id::text::int8, global_position FROM event_log
+         ORDER BY tx_id DESC, global_position DESC LIMIT 1
+        "#,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(tx_id, global_position)| Position {
+        tx_id,
+        global_position,
+    }))
 }
 
 /// Committed events after `from` (for the progress bar's length).

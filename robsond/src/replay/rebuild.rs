@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use robson_eventlog::Position;
-use robson_projector::PoisonPolicy;
+use robson_projector::{classify, ErrorClass, PoisonPolicy};
 use sqlx::{Connection, PgConnection};
 
 use super::bounded::catch_up_to_live;
-use super::project::{count_after, read_log, ReplayCounts, Replayer};
+use super::project::{count_after, read_log, ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, REBUILD_SCHEMA};
 use super::snapshot::{self, SnapshotInfo};
 use super::{decisions, history, qualified_list, ReplayError, PROJECTION_TABLES};
@@ -32,6 +32,8 @@ use super::{decisions, history, qualified_list, ReplayError, PROJECTION_TABLES};
 const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Swap attempts before giving up (each one first catches up unlocked).
 const SWAP_ATTEMPTS: u32 = 6;
+/// Unlocked passes over the log before a swap attempt, at most.
+const UNLOCKED_PASSES: u32 = 5;
 
 /// How to rebuild.
 #[derive(Debug, Clone, Copy)]
@@ -101,10 +103,11 @@ async fn build_and_swap(
     let mut replayer = Replayer::new(options.policy, options.batch_size, bar, live.clone(), true);
     // Decisions taken since the snapshot apply to its parked streams.
     decisions::replay(conn, &mut replayer).await?;
-    let mut position = read_log(conn, start, &mut replayer).await?;
-    catch_up_to_live(conn, &mut replayer).await?;
+    let mut position = start;
     for attempt in 1..=SWAP_ATTEMPTS {
+        position = catch_up_unlocked(conn, position, &mut replayer).await?;
         let before = replayer.counts.events_read;
+        let saved = (replayer.counts.clone(), replayer.retried.clone(), bar.position());
         match swap(conn, &live, &schema, position, &mut replayer).await {
             Ok(locked_for) => {
                 return Ok(Rebuilt {
@@ -115,12 +118,11 @@ async fn build_and_swap(
                     elapsed: Duration::ZERO,
                 })
             }
-            Err(ReplayError::Database(err)) if is_lock_timeout(&err) => {
-                tracing::warn!(
-                    attempt,
-                    "The live tables stayed locked by others; catching up and trying again."
-                );
-                position = read_log(conn, position, &mut replayer).await?;
+            Err(err) if is_retryable(&err) => {
+                // The attempt was rolled back, and so was what it replayed.
+                (replayer.counts, replayer.retried) = (saved.0, saved.1);
+                bar.set_position(saved.2);
+                tracing::warn!(attempt, error = %err, "Swap attempt failed; catching up and trying again.");
             }
             Err(err) => return Err(err),
         }
@@ -151,8 +153,8 @@ async fn swap(
     sqlx::query("SET LOCAL lock_timeout = 0")
         .execute(&mut *tx)
         .await?;
-    read_log(&mut tx, position, replayer).await?;
-    catch_up_to_live(&mut tx, replayer).await?;
+    read_log(&mut tx, position, replayer, Until::Empty).await?;
+    catch_up_to_live(&mut tx, replayer, Until::Empty).await?;
     history::carry_over(&mut tx, live, schema).await?;
     let mut ddl = format!("DROP TABLE {};\n", qualified_list(live));
     for t in PROJECTION_TABLES {
@@ -167,8 +169,33 @@ async fn swap(
     Ok(locked.elapsed())
 }
 
-fn is_lock_timeout(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "55P03")
+/// Catches the shadow up without locks: passes over the log (each bounded
+/// by what was committed when it began, so writers cannot keep it going)
+/// until one finds less than a batch, then a sweep up to the live progress.
+/// Whatever is left is read under the swap's lock.
+async fn catch_up_unlocked(
+    conn: &mut PgConnection,
+    from: Position,
+    replayer: &mut Replayer<'_>,
+) -> Result<Position, ReplayError> {
+    let mut position = from;
+    for _ in 0..UNLOCKED_PASSES {
+        let before = replayer.counts.events_read;
+        position = read_log(conn, position, replayer, Until::PassStart).await?;
+        if replayer.counts.events_read - before < replayer.batch_size as u64 {
+            break;
+        }
+    }
+    catch_up_to_live(conn, replayer, Until::PassStart).await?;
+    Ok(position)
+}
+
+/// A lock timeout (`55P03`), or any transient failure of the swap
+/// transaction: worth another attempt.
+fn is_retryable(err: &ReplayError) -> bool {
+    match err {
+        ReplayError::Database(e) => classify(e) == ErrorClass::Transient,
+        ReplayError::Projection(e) => e.class() == ErrorClass::Transient,
+        _ => false,
+    }
 }

@@ -132,18 +132,24 @@ impl Shadow {
         self.schema.quoted()
     }
 
-    /// Drops the shadow schema (if still there) and closes the connection,
-    /// which releases the replay lock.
+    /// Drops the shadow schema (if still there), releases the replay lock
+    /// and closes the connection.
     pub async fn discard(mut self) -> Result<(), ReplayError> {
         sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.quoted()))
             .execute(&mut self.conn)
             .await?;
-        self.conn.close().await?;
-        Ok(())
+        self.close().await
     }
 
-    /// Closes the connection (after a swap, the schema is gone already).
-    pub async fn close(self) -> Result<(), ReplayError> {
+    /// Releases the replay lock and closes the connection (after a swap,
+    /// the schema is gone already). The explicit unlock matters: a closed
+    /// session's locks go only when its server process has exited, which
+    /// may be after the next rebuild asked for the lock.
+    pub async fn close(mut self) -> Result<(), ReplayError> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(REPLAY_LOCK)
+            .execute(&mut self.conn)
+            .await?;
         self.conn.close().await?;
         Ok(())
     }

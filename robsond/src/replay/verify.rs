@@ -17,7 +17,7 @@ use sqlx::Connection;
 
 use super::bounded::{catch_up_to_live, project_to_live};
 use super::compare::{compare, DriftReport};
-use super::project::{ReplayCounts, Replayer};
+use super::project::{ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, VERIFY_SCHEMA};
 use super::{qualified_list, ReplayError};
 
@@ -76,7 +76,7 @@ async fn project_and_compare(
     bar.set_length(total.max(0) as u64);
     let mut replayer = Replayer::new(options.policy, options.batch_size, bar, live.clone(), false);
     project_to_live(conn, &mut replayer).await?;
-    catch_up_to_live(conn, &mut replayer).await?;
+    catch_up_to_live(conn, &mut replayer, Until::PassStart).await?;
 
     let mut tx = conn.begin().await?;
     sqlx::query(&format!(
@@ -86,7 +86,7 @@ async fn project_and_compare(
     .execute(&mut *tx)
     .await?;
     let locked = Instant::now();
-    catch_up_to_live(&mut tx, &mut replayer).await?;
+    catch_up_to_live(&mut tx, &mut replayer, Until::Empty).await?;
     let report = compare(&mut tx, &live).await?;
     // Nothing to keep: the scratch schema is dropped right after.
     tx.rollback().await?;

@@ -17,6 +17,7 @@ mod admin;
 mod config;
 mod crash;
 mod http;
+mod instances;
 mod partitions;
 mod poison;
 mod shutdown;
