@@ -97,6 +97,27 @@ pub async fn read_committed<'c>(
     Ok(rows.into_iter().map(EventEnvelope::from).collect())
 }
 
+/// True when committed events after `after` exist that [`read_committed`]
+/// cannot return yet because an older transaction (any writer on the
+/// cluster, a projector's included) is still open. A reader that just got
+/// fewer events than it asked for should then read again shortly instead of
+/// waiting for the next notification, which may already have been sent.
+pub async fn committed_behind_xmin<'c>(
+    executor: impl PgExecutor<'c>,
+    after: Position,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM event_log \
+          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+            AND tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot())))",
+    )
+    .persistent(false)
+    .bind(after.tx_id.to_string())
+    .bind(after.global_position)
+    .fetch_one(executor)
+    .await
+}
+
 /// Events of one stream with seq > `after_seq`, in seq order, at most `limit`.
 /// (Reads committed data only, like any statement; an event's predecessors in
 /// its stream always committed before it.)

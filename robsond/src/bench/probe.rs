@@ -64,7 +64,9 @@ pub async fn latencies_under_load(
     Ok((result?, appended))
 }
 
-/// Appends ~rate/20 events every 50 ms until stopped.
+/// Appends ~rate/100 events every 10 ms until stopped: small transactions,
+/// as producers append (a long append transaction holds readers back while
+/// it is open — see docs/eventlog.md).
 async fn load(
     pool: PgPool,
     rate: u64,
@@ -74,7 +76,7 @@ async fn load(
     let mut pending: Vec<Event> = Vec::new();
     let mut appended = 0u64;
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tick.tick().await;
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use robson_eventlog::{EventEnvelope, Position};
@@ -21,6 +21,9 @@ use super::state::DaemonState;
 use super::supervisor::Routes;
 use crate::metrics::{Actor as MetricActor, DbErrorKind, Metrics, WakeupSource};
 use crate::partition::partition_of;
+
+/// Least time between two checkpoint advances of an idle partition.
+const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
 
 /// What the poller needs; cloned into each restart.
 #[derive(Debug, Clone)]
@@ -134,6 +137,8 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let mut cursor = setup.start;
     // Per partition: the position its last batch covered.
     let mut sent: Vec<Position> = vec![setup.start; partitions];
+    let mut advanced: Vec<Instant> = vec![Instant::now(); partitions];
+    let mut held_back_delay = HeldBackDelay::default();
     let mut backoff = Backoff::default();
 
     while !setup.stop.is_requested() {
@@ -167,15 +172,64 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         let full = events.len() as i64 >= window;
         if let Some(last) = events.last() {
             let upto = last.position();
-            dispatch(&setup, events, upto, &mut sent, !full).await;
+            dispatch(&setup, events, upto, &mut sent).await;
             cursor = upto;
         }
         setup.state.caught_up.store(!full, Ordering::Relaxed);
         if full {
             continue;
         }
+        advance_idle(&setup, cursor, &mut sent, &mut advanced).await;
         resume_requested_streams(&setup).await;
+        if held_back(&setup, cursor).await {
+            // Committed events wait behind an open transaction (often a
+            // projector's own): read again soon, the notification for them
+            // may already have been consumed.
+            let mut stop = setup.stop.requested.subscribe();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(held_back_delay.next()) => continue,
+            }
+        }
+        held_back_delay = HeldBackDelay::default();
         wait_for_wakeup(&setup, listener).await;
+    }
+}
+
+/// How long to wait before reading again while events are held back: 1 ms,
+/// doubling to 64 ms while a writer keeps its transaction open.
+#[derive(Debug, Default)]
+struct HeldBackDelay(u32);
+
+impl HeldBackDelay {
+    fn next(&mut self) -> Duration {
+        let d = Duration::from_millis(1 << self.0.min(6));
+        self.0 = self.0.saturating_add(1);
+        d
+    }
+}
+
+async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
+    robson_eventlog::committed_behind_xmin(&setup.pool, cursor)
+        .await
+        .unwrap_or(false)
+}
+
+/// Idle partitions learn how far the log has been read, so their checkpoints
+/// follow it (and lag reads 0 when caught up) — at most every
+/// [`IDLE_ADVANCE_EVERY`] each, as every advance is a transaction.
+async fn advance_idle(
+    setup: &PollerSetup,
+    cursor: Position,
+    sent: &mut [Position],
+    advanced: &mut [Instant],
+) {
+    for p in 0..sent.len() {
+        if sent[p] < cursor && advanced[p].elapsed() >= IDLE_ADVANCE_EVERY {
+            send(setup, p, Vec::new(), sent[p], cursor).await;
+            sent[p] = cursor;
+            advanced[p] = Instant::now();
+        }
     }
 }
 
@@ -220,15 +274,12 @@ async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>)
     }
 }
 
-/// Routes a window to the partitions, in chunks of at most batch_size. When
-/// `caught_up`, partitions that got nothing still learn the window's end, so
-/// their checkpoints follow the log while they are idle.
+/// Routes a window to the partitions, in chunks of at most batch_size.
 async fn dispatch(
     setup: &PollerSetup,
     events: Vec<EventEnvelope>,
     upto: Position,
     sent: &mut [Position],
-    caught_up: bool,
 ) {
     let partitions = setup.state.partitions.len();
     let mut per_partition: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
@@ -237,10 +288,6 @@ async fn dispatch(
     }
     for (p, events) in per_partition.into_iter().enumerate() {
         if events.is_empty() {
-            if caught_up && sent[p] < upto {
-                send(setup, p, Vec::new(), sent[p], upto).await;
-                sent[p] = upto;
-            }
             continue;
         }
         let chunks: Vec<Vec<EventEnvelope>> = events

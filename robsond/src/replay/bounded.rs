@@ -99,7 +99,8 @@ pub(super) async fn catch_up_to_live(
         }
         let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
         let outcome = replayer.apply(conn, &events).await?;
-        let moved = outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
+        let moved =
+            outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
         if moved == 0 {
             // Only possible when a stream's earlier events are gone from
             // the log: stop rather than read the same events forever.

@@ -175,3 +175,40 @@ async fn diff(
     report.differences.extend(paired.into_values());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(value: Value) -> BTreeMap<String, Value> {
+        serde_json::from_value(value).expect("an object")
+    }
+
+    fn difference(live: Option<Value>, rebuilt: Option<Value>) -> String {
+        Difference {
+            table: "orders_current",
+            key: row(json!({"order_id": "o-1", "tenant_id": "t-1"})),
+            live: live.map(row),
+            rebuilt: rebuilt.map(row),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_changed_row_names_its_key_and_only_the_columns_that_differ() {
+        let live = json!({"order_id": "o-1", "filled_quantity": 2.5, "status": "filled"});
+        let rebuilt = json!({"order_id": "o-1", "filled_quantity": 1.5, "status": "filled"});
+        assert_eq!(
+            difference(Some(live), Some(rebuilt)),
+            "orders_current [order_id=o-1, tenant_id=t-1]: filled_quantity: live 2.5 vs rebuilt 1.5"
+        );
+    }
+
+    #[test]
+    fn a_row_on_one_side_only_says_which() {
+        let r = json!({"order_id": "o-1"});
+        assert!(difference(Some(r.clone()), None).ends_with(": only in the live table"));
+        assert!(difference(None, Some(r)).ends_with(": missing from the live table"));
+    }
+}

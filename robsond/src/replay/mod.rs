@@ -77,15 +77,16 @@ fn qualified_list(schema: &str) -> String {
         .join(", ")
 }
 
-/// Why a replay operation failed.
+/// Why a replay operation failed. (The causes are shown in the message,
+/// not as `source`, so that an error chain prints each of them once.)
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     /// A database error outside the projector.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The projector failed on a batch (transient: run the command again).
     #[error("projection failed: {0}")]
-    Projection(#[from] robson_projector::ProjectionError),
+    Projection(robson_projector::ProjectionError),
     /// `--from-snapshot` with no row in `snapshots`.
     #[error("no snapshot to start from: take one with `robsond snapshot`")]
     NoSnapshot,
@@ -104,4 +105,30 @@ pub enum ReplayError {
     /// Events the live progress says were applied cannot be read from the log.
     #[error("stream {stream_key}: events up to seq {upto} are not in event_log (archived?)")]
     MissingEvents { stream_key: String, upto: i64 },
+}
+
+impl From<sqlx::Error> for ReplayError {
+    fn from(err: sqlx::Error) -> Self {
+        ReplayError::Database(err)
+    }
+}
+
+impl From<robson_projector::ProjectionError> for ReplayError {
+    fn from(err: robson_projector::ProjectionError) -> Self {
+        ReplayError::Projection(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_locked_first_and_lists_are_qualified() {
+        assert_eq!(PROJECTION_TABLES[0].name, "projection_stream_progress");
+        let list = qualified_list("\"public\"");
+        assert!(list.starts_with("\"public\".projection_stream_progress, "));
+        assert_eq!(list.matches("\"public\".").count(), 8);
+        assert_eq!(read_models().len(), 6);
+    }
 }

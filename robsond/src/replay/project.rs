@@ -1,7 +1,8 @@
 //! Reading the log into a shadow in commit-safe order: `read_committed`
-//! after a position until nothing more is committed, each batch applied
-//! with the daemon's own `apply_batch`, and the operator's decisions
-//! replayed on the streams that park (see `decisions`).
+//! after a position, in passes that end where [`Until`] says, each batch
+//! applied with the daemon's own `apply_batch` (retried when it fails
+//! transiently), and the operator's decisions replayed on the streams that
+//! park (see `decisions`).
 
 use std::collections::HashSet;
 

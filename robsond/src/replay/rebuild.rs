@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use robson_eventlog::Position;
-use robson_projector::{classify, ErrorClass, PoisonPolicy};
+use robson_projector::{PoisonPolicy, ProjectionError};
 use sqlx::{Connection, PgConnection};
 
 use super::bounded::catch_up_to_live;
@@ -103,11 +103,15 @@ async fn build_and_swap(
     let mut replayer = Replayer::new(options.policy, options.batch_size, bar, live.clone(), true);
     // Decisions taken since the snapshot apply to its parked streams.
     decisions::replay(conn, &mut replayer).await?;
-    let mut position = start;
-    for attempt in 1..=SWAP_ATTEMPTS {
+    let (mut position, mut attempt) = (start, 1);
+    loop {
         position = catch_up_unlocked(conn, position, &mut replayer).await?;
         let before = replayer.counts.events_read;
-        let saved = (replayer.counts.clone(), replayer.retried.clone(), bar.position());
+        let saved = (
+            replayer.counts.clone(),
+            replayer.retried.clone(),
+            bar.position(),
+        );
         match swap(conn, &live, &schema, position, &mut replayer).await {
             Ok(locked_for) => {
                 return Ok(Rebuilt {
@@ -118,19 +122,22 @@ async fn build_and_swap(
                     elapsed: Duration::ZERO,
                 })
             }
-            Err(err) if is_retryable(&err) => {
+            Err(err) if attempt < SWAP_ATTEMPTS && is_contention(&err) => {
                 // The attempt was rolled back, and so was what it replayed.
                 (replayer.counts, replayer.retried) = (saved.0, saved.1);
                 bar.set_position(saved.2);
                 tracing::warn!(attempt, error = %err, "Swap attempt failed; catching up and trying again.");
+                attempt += 1;
+            }
+            Err(err) if sqlstate(&err).as_deref() == Some("55P03") => {
+                return Err(ReplayError::LockTimeout {
+                    attempts: SWAP_ATTEMPTS,
+                    timeout_secs: LOCK_TIMEOUT.as_secs(),
+                })
             }
             Err(err) => return Err(err),
         }
     }
-    Err(ReplayError::LockTimeout {
-        attempts: SWAP_ATTEMPTS,
-        timeout_secs: LOCK_TIMEOUT.as_secs(),
-    })
 }
 
 /// The swap transaction; returns how long the live tables were locked.
@@ -190,12 +197,23 @@ async fn catch_up_unlocked(
     Ok(position)
 }
 
-/// A lock timeout (`55P03`), or any transient failure of the swap
-/// transaction: worth another attempt.
-fn is_retryable(err: &ReplayError) -> bool {
+/// A failure of the swap that another attempt can overcome: a lock
+/// timeout, a deadlock or serialization failure, a concurrent applier.
+/// (Not every transient error: a view on a live table fails the `DROP` the
+/// same way every time.)
+fn is_contention(err: &ReplayError) -> bool {
     match err {
-        ReplayError::Database(e) => classify(e) == ErrorClass::Transient,
-        ReplayError::Projection(e) => e.class() == ErrorClass::Transient,
-        _ => false,
+        ReplayError::Projection(ProjectionError::ConcurrentApplier { .. }) => true,
+        _ => sqlstate(err).is_some_and(|code| ["55P03", "40P01", "40001"].contains(&code.as_str())),
+    }
+}
+
+fn sqlstate(err: &ReplayError) -> Option<String> {
+    match err {
+        ReplayError::Database(e) | ReplayError::Projection(ProjectionError::Database(e)) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|code| code.into_owned()),
+        _ => None,
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Most of the work runs with no lock. The last catch-up (whatever the
 //! daemon applied meanwhile) and the comparison run in one transaction that
-//! holds SHARE locks on the live projection tables: the daemon's writes wait
-//! for it (its reads and the HTTP endpoints do not), so the live side
+//! holds SHARE locks on the live projection tables (EXCLUSIVE on
+//! `projection_stream_progress`, see below): the daemon's writes wait for
+//! it (plain reads, the HTTP endpoints included, do not), so the live side
 //! cannot move under the comparison.
 
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use super::bounded::{catch_up_to_live, project_to_live};
 use super::compare::{compare, DriftReport};
 use super::project::{ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, VERIFY_SCHEMA};
-use super::{qualified_list, ReplayError};
+use super::{ReplayError, PROJECTION_TABLES};
 
 /// How to project the scratch schema.
 #[derive(Debug, Clone, Copy)]
@@ -79,12 +80,19 @@ async fn project_and_compare(
     catch_up_to_live(conn, &mut replayer, Until::PassStart).await?;
 
     let mut tx = conn.begin().await?;
-    sqlx::query(&format!(
-        "LOCK TABLE {} IN SHARE MODE",
-        qualified_list(&live)
-    ))
-    .execute(&mut *tx)
-    .await?;
+    // Progress in EXCLUSIVE mode (plain reads still pass): every projector
+    // transaction starts with `SELECT … FOR UPDATE` on it, which SHARE
+    // would let through to wait on a table locked here while holding rows
+    // this lock then waits for: a deadlock. Taken first, it waits for the
+    // batches in flight and holds the next ones at their first statement.
+    let [progress, rest @ ..] = PROJECTION_TABLES;
+    let rest: Vec<String> = rest.iter().map(|t| format!("{live}.{}", t.name)).collect();
+    let lock = format!(
+        "LOCK TABLE {live}.{} IN EXCLUSIVE MODE; LOCK TABLE {} IN SHARE MODE",
+        progress.name,
+        rest.join(", ")
+    );
+    sqlx::raw_sql(&lock).execute(&mut *tx).await?;
     let locked = Instant::now();
     catch_up_to_live(&mut tx, &mut replayer, Until::Empty).await?;
     let report = compare(&mut tx, &live).await?;
