@@ -244,6 +244,17 @@ BEGIN
     v_key := coalesce(p_idempotency_key,
                       robson_idempotency_key(p_tenant_id, p_stream_key, p_command_id, p_payload));
 
+    -- An idempotent repeat returns the original, whatever expected_seq says
+    -- (a retried command must see its first success) — and before anything
+    -- is written, so a repeat never creates the stream it names. (Only the
+    -- caller's own events: another tenant's key falls through to the checks.)
+    RETURN QUERY SELECT k.event_id, k.seq, k.global_position, true
+                   FROM event_log_keys k JOIN event_streams s ON s.stream_key = k.stream_key
+                  WHERE k.idempotency_key = v_key AND s.tenant_id = p_tenant_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+
     -- Lock the stream (creating it on first use): appends to one stream are serialised.
     INSERT INTO event_streams AS s (stream_key, tenant_id) VALUES (p_stream_key, p_tenant_id)
         ON CONFLICT (stream_key) DO NOTHING;
@@ -254,8 +265,7 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
 
-    -- An idempotent repeat returns the original, whatever expected_seq says:
-    -- a retried command must see its first success.
+    -- Again under the lock: a concurrent repeat may have committed meanwhile.
     RETURN QUERY SELECT k.event_id, k.seq, k.global_position, true
                    FROM event_log_keys k WHERE k.idempotency_key = v_key;
     IF FOUND THEN

@@ -8,15 +8,29 @@ CREATE TABLE IF NOT EXISTS snapshots (
     -- before (checkpoint_tx, checkpoint_position) is reflected in it.
     checkpoint_tx       bigint  NOT NULL,
     checkpoint_position bigint  NOT NULL,
+    -- 1: the image is `payload` (one JSON document); 2: the image is in
+    -- snapshot_parts and `payload` is '{}'. A single jsonb value is limited
+    -- to 256 MB, about a million rows, hence the parts.
     format_version  int         NOT NULL DEFAULT 1,
     row_counts      jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    -- The image itself (one JSON document, compressed by TOAST).
     payload         jsonb       NOT NULL,
     PRIMARY KEY (snapshot_id, taken_at)
 ) PARTITION BY RANGE (taken_at);
 
 CREATE TABLE IF NOT EXISTS snapshots_default PARTITION OF snapshots DEFAULT;
 CREATE INDEX IF NOT EXISTS snapshots_taken_at_idx ON snapshots (taken_at DESC);
+
+-- The image of a format-2 snapshot: each table's rows as JSON arrays of at
+-- most 10,000 rows. No foreign key to `snapshots`: partition maintenance
+-- moves snapshot rows between partitions (DELETE + INSERT), which a cascading
+-- key would follow; pruning deletes the parts explicitly.
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    snapshot_id uuid NOT NULL,
+    table_name  text NOT NULL,
+    part        int  NOT NULL,
+    rows        jsonb NOT NULL,
+    PRIMARY KEY (snapshot_id, table_name, part)
+);
 
 CREATE OR REPLACE FUNCTION create_snapshot_partitions(months_ahead int)
 RETURNS int

@@ -18,7 +18,7 @@ pub use error::AppendError;
 pub use event::{ActorType, Event, EventEnvelope, Position};
 pub use idempotency::compute_idempotency_key;
 pub use read::{
-    committed_behind_xmin, ensure_partitions, head_position, partition_coverage, query_events,
-    read_committed, read_stream, EventQuery, PartitionCoverage,
+    committed_behind_xmin, ensure_partitions, event_columns, head_position, partition_coverage,
+    query_events, read_committed, read_stream, EventQuery, EventRow, PartitionCoverage,
 };
 pub use schema::{migrate, MigrateReport, MIGRATIONS};

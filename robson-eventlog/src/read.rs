@@ -13,8 +13,20 @@ const COLUMNS: &str = "event_id, tenant_id, stream_key, seq, global_position, \
      ingested_at, idempotency_key, trace_id, causation_id, command_id, workflow_id, \
      actor_type, actor_id";
 
-#[derive(FromRow)]
-struct Row {
+/// The select list that [`EventRow`] decodes, for queries of `event_log`
+/// written elsewhere (e.g. with joins): `alias` qualifies every column.
+pub fn event_columns(alias: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One `event_log` row as selected by [`event_columns`]; converts into an
+/// [`EventEnvelope`].
+#[derive(Debug, FromRow)]
+pub struct EventRow {
     event_id: Uuid,
     tenant_id: Uuid,
     stream_key: String,
@@ -35,8 +47,8 @@ struct Row {
     actor_id: Option<String>,
 }
 
-impl From<Row> for EventEnvelope {
-    fn from(r: Row) -> Self {
+impl From<EventRow> for EventEnvelope {
+    fn from(r: EventRow) -> Self {
         EventEnvelope {
             event_id: r.event_id,
             tenant_id: r.tenant_id,
@@ -87,7 +99,7 @@ pub async fn read_committed<'c>(
     // Not a prepared statement: a generic plan cannot see how selective the
     // position bound is and sorts whole partitions; a custom plan walks the
     // index and stops at the limit.
-    let rows: Vec<Row> = sqlx::query_as(&sql)
+    let rows: Vec<EventRow> = sqlx::query_as(&sql)
         .persistent(false)
         .bind(after.tx_id.to_string())
         .bind(after.global_position)
@@ -131,7 +143,7 @@ pub async fn read_stream<'c>(
         "SELECT {COLUMNS} FROM event_log WHERE stream_key = $1 AND seq > $2 \
           ORDER BY seq LIMIT $3"
     );
-    let rows: Vec<Row> = sqlx::query_as(&sql)
+    let rows: Vec<EventRow> = sqlx::query_as(&sql)
         .bind(stream_key)
         .bind(after_seq)
         .bind(limit)
@@ -179,7 +191,7 @@ pub async fn query_events<'c>(
             AND ($10::int8 IS NULL OR global_position > $10) \
           ORDER BY global_position LIMIT $11"
     );
-    let rows: Vec<Row> = sqlx::query_as(&sql)
+    let rows: Vec<EventRow> = sqlx::query_as(&sql)
         .bind(q.tenant_id)
         .bind(q.stream_key.as_deref())
         .bind(q.event_types.as_deref())

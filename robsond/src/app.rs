@@ -11,7 +11,7 @@ use actix_web::dev::ServerHandle;
 use anyhow::Context as _;
 use robson_projector::PoisonPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions as _, PgPool};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, OnPoison};
@@ -36,7 +36,12 @@ pub struct Application {
 /// A pool for `url` (never logged) with `max` connections.
 pub async fn connect(url: &str, max: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("robsond");
+    // A batch of thousands of rows or a lag sample during a long catch-up
+    // may take over a second: that is expected, not worth a warning with
+    // the whole statement; the daemon logs its own slow batches.
+    let options = options
+        .application_name("robsond")
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     Ok(PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))

@@ -241,4 +241,14 @@ async fn an_explicit_key_is_unique_across_streams_and_partitions() {
         (last_seq(&db.pool, &s2).await, last_seq(&db.pool, &s3).await),
         (0, 0)
     );
+    // A repeat creates nothing, not even the streams it named: they stay free
+    // for any tenant.
+    let named: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event_streams WHERE stream_key IN ($1, $2)")
+            .bind(&s2)
+            .bind(&s3)
+            .fetch_one(&db.pool)
+            .await
+            .expect("count streams");
+    assert_eq!(named, 0, "a duplicate created the stream it named");
 }

@@ -51,11 +51,16 @@ async fn on_private_cluster(events: u64, dir: &std::path::Path) -> anyhow::Resul
     let version = bin.version();
     let (cluster, _) = Cluster::open(bin, RunAs::detect()?, dir)?;
     let server = cluster.start()?;
-    let result = async {
+    let run = async {
         server.ensure_database().await?;
         measure(&server.url("robson"), events, version).await
-    }
-    .await;
+    };
+    // Ctrl-C or SIGTERM still stops the private cluster (and the daemon
+    // child, killed when its handle is dropped).
+    let result = tokio::select! {
+        result = run => result,
+        signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
     server.stop()?;
     result
 }
@@ -127,4 +132,18 @@ async fn append_events(pool: &sqlx::PgPool, events: u64, seed: u64) -> anyhow::R
     };
     let summary = append_flows(pool, &args, true).await?;
     Ok(summary.events - summary.duplicates)
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

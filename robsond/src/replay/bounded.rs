@@ -5,19 +5,11 @@
 //! cover every event the live tables reflect, including those the daemon
 //! read per stream (after an operator's resume) rather than in commit order.
 
-use chrono::{DateTime, Utc};
-use robson_eventlog::EventEnvelope;
+use robson_eventlog::{event_columns, EventEnvelope, EventRow};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use super::project::{Replayer, Until};
 use super::ReplayError;
-
-/// The columns of an [`EventEnvelope`] (`tx_id` as a plain number).
-const COLUMNS: &str = "e.event_id, e.tenant_id, e.stream_key, e.seq, e.global_position, \
-     e.tx_id::text::int8 AS tx_id, e.event_type, e.payload, e.payload_schema_version, \
-     e.occurred_at, e.ingested_at, e.idempotency_key, e.trace_id, e.causation_id, \
-     e.command_id, e.workflow_id, e.actor_type, e.actor_id";
 
 /// Every event of `live`'s streams up to their live progress point, read
 /// in `global_position` order up to the log's head when the pass began
@@ -29,28 +21,29 @@ pub(super) async fn project_to_live(
 ) -> Result<(), ReplayError> {
     let sql = format!(
         r#"
-        SELECT {COLUMNS} FROM event_log e
+        SELECT {columns} FROM event_log e
           JOIN {live}.projection_stream_progress l ON l.stream_key = e.stream_key
          WHERE e.global_position > $1 AND e.global_position <= $2
            AND e.seq <= greatest(l.last_seq, coalesce(l.parked_seq, 0))
          ORDER BY e.global_position LIMIT $3
         "#,
-        live = replayer.live
+        live = replayer.live,
+        columns = event_columns("e"),
     );
     let head = robson_eventlog::head_position(&mut *conn).await?;
     let mut cursor = 0_i64;
     loop {
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(cursor)
             .bind(head)
             .bind(replayer.batch_size)
             .fetch_all(&mut *conn)
             .await?;
-        let Some(last) = rows.last() else {
+        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
+        let Some(last) = events.last() else {
             return Ok(());
         };
         cursor = last.global_position;
-        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
         replayer.apply(conn, &events).await?;
     }
 }
@@ -76,28 +69,29 @@ pub(super) async fn catch_up_to_live(
              WHERE l.stream_key > $2 AND s.parked_seq IS NULL
                AND greatest(l.last_seq, coalesce(l.parked_seq, 0)) > coalesce(s.last_seq, 0)
              ORDER BY l.stream_key LIMIT $1)
-        SELECT {COLUMNS} FROM todo t
+        SELECT {columns} FROM todo t
           JOIN event_log e ON e.stream_key = t.stream_key
                           AND e.seq > t.after_seq AND e.seq <= t.upto_seq
          ORDER BY e.stream_key, e.seq LIMIT $1
         "#,
-        live = replayer.live
+        live = replayer.live,
+        columns = event_columns("e"),
     );
     let mut cursor = String::new();
     loop {
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(replayer.batch_size)
             .bind(&cursor)
             .fetch_all(&mut *conn)
             .await?;
-        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(());
         };
         let (stream_key, upto) = (first.stream_key.clone(), first.seq);
         if until == Until::PassStart {
             cursor = last.stream_key.clone();
         }
-        let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
         let outcome = replayer.apply(conn, &events).await?;
         let moved =
             outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
@@ -105,54 +99,6 @@ pub(super) async fn catch_up_to_live(
             // Only possible when a stream's earlier events are gone from
             // the log: stop rather than read the same events forever.
             return Err(ReplayError::MissingEvents { stream_key, upto });
-        }
-    }
-}
-
-/// An `event_log` row as selected by [`COLUMNS`].
-#[derive(sqlx::FromRow)]
-struct Row {
-    event_id: Uuid,
-    tenant_id: Uuid,
-    stream_key: String,
-    seq: i64,
-    global_position: i64,
-    tx_id: i64,
-    event_type: String,
-    payload: sqlx::types::Json<serde_json::Value>,
-    payload_schema_version: i32,
-    occurred_at: DateTime<Utc>,
-    ingested_at: DateTime<Utc>,
-    idempotency_key: String,
-    trace_id: Option<Uuid>,
-    causation_id: Option<Uuid>,
-    command_id: Option<Uuid>,
-    workflow_id: Option<Uuid>,
-    actor_type: Option<String>,
-    actor_id: Option<String>,
-}
-
-impl From<Row> for EventEnvelope {
-    fn from(r: Row) -> Self {
-        EventEnvelope {
-            event_id: r.event_id,
-            tenant_id: r.tenant_id,
-            stream_key: r.stream_key,
-            seq: r.seq,
-            global_position: r.global_position,
-            tx_id: r.tx_id,
-            event_type: r.event_type,
-            payload: r.payload.0,
-            payload_schema_version: r.payload_schema_version,
-            occurred_at: r.occurred_at,
-            ingested_at: r.ingested_at,
-            idempotency_key: r.idempotency_key,
-            trace_id: r.trace_id,
-            causation_id: r.causation_id,
-            command_id: r.command_id,
-            workflow_id: r.workflow_id,
-            actor_type: r.actor_type,
-            actor_id: r.actor_id,
         }
     }
 }

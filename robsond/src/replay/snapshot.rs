@@ -1,5 +1,6 @@
 //! Snapshots (SPEC §4.6): an image of every projection table, built server
-//! side (`jsonb_agg`) in one REPEATABLE READ transaction together with the
+//! side (`jsonb_agg`, in parts of 10,000 rows in `snapshot_parts`) in one
+//! REPEATABLE READ transaction together with the
 //! read position it corresponds to; pruning to the newest N; and restoring
 //! one into the tables the connection's `search_path` names (the live ones
 //! for the bootstrap, a shadow's for `rebuild --from-snapshot`).
@@ -47,42 +48,56 @@ impl From<InfoRow> for SnapshotInfo {
     }
 }
 
+/// Rows per part of a snapshot image (a few MB of JSON each).
+const ROWS_PER_PART: i64 = 10_000;
+
 /// Takes a snapshot of the live projection, then deletes all but the newest
 /// `retain` snapshots (none when `None`). Returns the snapshot and how many
-/// were deleted.
+/// were deleted. The image is written table by table in parts of
+/// [`ROWS_PER_PART`] rows, all in one REPEATABLE READ transaction, so its
+/// size is not bounded by the 256 MB limit of one jsonb value.
 pub async fn take(pool: &PgPool, retain: Option<u32>) -> Result<(SnapshotInfo, u64), sqlx::Error> {
-    let image = PROJECTION_TABLES
-        .iter()
-        .map(|t| {
-            format!(
-                "'{0}', (SELECT coalesce(jsonb_agg(r), '[]'::jsonb) FROM {0} r)",
-                t.name
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",\n");
-    let sql = format!(
-        r#"
-        WITH c AS (SELECT tx_id, global_position FROM projection_checkpoints
-                    ORDER BY tx_id, global_position LIMIT 1),
-             image AS (SELECT jsonb_build_object({image}) AS payload)
-        INSERT INTO snapshots (snapshot_id, checkpoint_tx, checkpoint_position, row_counts, payload)
-        SELECT $1, coalesce((SELECT tx_id FROM c), 0), coalesce((SELECT global_position FROM c), 0),
-               (SELECT jsonb_object_agg(e.key, jsonb_array_length(e.value))
-                  FROM jsonb_each(i.payload) AS e),
-               i.payload
-          FROM image i
-        RETURNING snapshot_id, taken_at, checkpoint_tx, checkpoint_position, row_counts
-        "#
-    );
+    let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
-    let row: InfoRow = sqlx::query_as(&sql)
-        .bind(Uuid::new_v4())
-        .fetch_one(&mut *tx)
-        .await?;
+    for t in PROJECTION_TABLES {
+        let sql = format!(
+            r#"
+            INSERT INTO snapshot_parts (snapshot_id, table_name, part, rows)
+            SELECT $1, '{0}', (x.n - 1) / $2, jsonb_agg(x.j ORDER BY x.n)
+              FROM (SELECT to_jsonb(r) AS j, row_number() OVER () AS n FROM {0} r) x
+             GROUP BY (x.n - 1) / $2
+            "#,
+            t.name
+        );
+        sqlx::query(&sql)
+            .bind(id)
+            .bind(ROWS_PER_PART)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let row: InfoRow = sqlx::query_as(
+        r#"
+        WITH c AS (SELECT tx_id, global_position FROM projection_checkpoints
+                    ORDER BY tx_id, global_position LIMIT 1),
+             counts AS (SELECT t.name, coalesce(sum(jsonb_array_length(p.rows)), 0)::int8 AS n
+                          FROM unnest($2::text[]) AS t(name)
+                          LEFT JOIN snapshot_parts p
+                            ON p.snapshot_id = $1 AND p.table_name = t.name
+                         GROUP BY t.name)
+        INSERT INTO snapshots (snapshot_id, checkpoint_tx, checkpoint_position, format_version,
+                               row_counts, payload)
+        SELECT $1, coalesce((SELECT tx_id FROM c), 0), coalesce((SELECT global_position FROM c), 0),
+               2, (SELECT jsonb_object_agg(name, n) FROM counts), '{}'::jsonb
+        RETURNING snapshot_id, taken_at, checkpoint_tx, checkpoint_position, row_counts
+        "#,
+    )
+    .bind(id)
+    .bind(PROJECTION_TABLES.iter().map(|t| t.name).collect::<Vec<_>>())
+    .fetch_one(&mut *tx)
+    .await?;
     let pruned = match retain {
         Some(n) => prune(&mut *tx, n).await?,
         None => 0,
@@ -95,14 +110,19 @@ pub async fn take(pool: &PgPool, retain: Option<u32>) -> Result<(SnapshotInfo, u
 pub async fn prune<'c>(executor: impl PgExecutor<'c>, retain: u32) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         r#"
-        DELETE FROM snapshots WHERE snapshot_id IN (
-            SELECT snapshot_id FROM snapshots ORDER BY taken_at DESC, snapshot_id DESC OFFSET $1)
+        WITH old AS (
+            DELETE FROM snapshots WHERE snapshot_id IN (
+                SELECT snapshot_id FROM snapshots
+                 ORDER BY taken_at DESC, snapshot_id DESC OFFSET $1)
+            RETURNING snapshot_id),
+             parts AS (DELETE FROM snapshot_parts WHERE snapshot_id IN (SELECT snapshot_id FROM old))
+        SELECT 1 FROM old
         "#,
     )
     .bind(i64::from(retain))
-    .execute(executor)
+    .fetch_all(executor)
     .await?;
-    Ok(done.rows_affected())
+    Ok(done.len() as u64)
 }
 
 /// The newest snapshot, if any.
@@ -130,6 +150,11 @@ pub async fn restore(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Erro
         let sql = format!(
             r#"
             INSERT INTO {0}
+            SELECT r.* FROM snapshot_parts p
+             CROSS JOIN LATERAL jsonb_populate_recordset(NULL::{0}, p.rows) AS r
+             WHERE p.snapshot_id = $1 AND p.table_name = '{0}'
+            UNION ALL
+            -- format 1: the whole image in snapshots.payload
             SELECT r.* FROM snapshots s
              CROSS JOIN LATERAL jsonb_populate_recordset(NULL::{0}, s.payload -> '{0}') AS r
              WHERE s.snapshot_id = $1

@@ -16,10 +16,12 @@
 mod admin;
 mod config;
 mod crash;
+mod generate;
 mod http;
 mod instances;
 mod partitions;
 mod poison;
 mod shutdown;
+mod stall;
 mod support;
 mod writers;

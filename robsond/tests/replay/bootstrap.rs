@@ -71,6 +71,20 @@ async fn snapshot_retain_keeps_only_the_newest_snapshots() {
         .await
         .expect("snapshots");
     assert_eq!(kept, vec![id(&second)], "first was {}", id(&first));
+    // The image lives in parts (no 256 MB jsonb cap); pruning takes them too.
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM snapshot_parts p
+          WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.snapshot_id = p.snapshot_id)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("parts");
+    assert_eq!(orphans, 0, "parts of pruned snapshots remain");
+    let parts: i64 = sqlx::query_scalar("SELECT count(*) FROM snapshot_parts")
+        .fetch_one(&db.pool)
+        .await
+        .expect("parts");
+    assert!(parts >= 6, "the kept snapshot has {parts} parts");
     assert!(
         second.contains("retention: kept the newest 1, deleted 2"),
         "{second}"
