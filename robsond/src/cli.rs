@@ -101,7 +101,7 @@ pub struct GenerateArgs {
     pub orders: u64,
     #[arg(long, value_name = "K", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub tenants: u32,
-    /// Orders per second; 0 means as fast as possible.
+    /// Events per second (the average held); 0 means as fast as possible.
     #[arg(long, value_name = "R", default_value_t = 0)]
     pub rate: u32,
     /// Seed of the random generator, so a run can be repeated exactly.
@@ -130,8 +130,8 @@ pub struct DevArgs {
     /// Orders of the live trading flow.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub orders: u64,
-    /// Orders per second of the live flow.
-    #[arg(long, value_name = "R", default_value_t = 20)]
+    /// Events per second of the live flow.
+    #[arg(long, value_name = "R", default_value_t = 200)]
     pub rate: u32,
 }
 

@@ -11,8 +11,19 @@ use crate::cli::GenerateArgs;
 use crate::config::DatabaseConfig;
 use crate::generate::FlowGenerator;
 
-/// Orders whose flows go into one batch append (one round trip).
+/// Orders whose flows go into one batch append (one round trip) at full
+/// speed; at a set rate, fewer, so the flow is steady rather than bursty
+/// (about ten appends a second).
 const ORDERS_PER_APPEND: u64 = 50;
+
+fn orders_per_append(rate: u32) -> u64 {
+    if rate == 0 {
+        ORDERS_PER_APPEND
+    } else {
+        // A flow is about 9 events.
+        (u64::from(rate) / 90).clamp(1, ORDERS_PER_APPEND)
+    }
+}
 
 pub async fn run(db: &DatabaseConfig, args: GenerateArgs) -> anyhow::Result<()> {
     let pool = super::pool(db).await?;
@@ -61,7 +72,7 @@ pub async fn append_flows(
     };
     let mut done = 0;
     while done < args.orders {
-        let n = ORDERS_PER_APPEND.min(args.orders - done);
+        let n = orders_per_append(args.rate).min(args.orders - done);
         let events = gen.events(n);
         let outcomes = robson_eventlog::append_batch(pool, &events)
             .await

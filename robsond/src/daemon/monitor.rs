@@ -84,6 +84,11 @@ impl Monitor {
                     *g = s;
                 }
             }
+            Err(_)
+                if self
+                    .state
+                    .shutting_down
+                    .load(std::sync::atomic::Ordering::Relaxed) => {}
             Err(err) => {
                 self.state.set_database_up(false);
                 m.db_errors(DbErrorKind::Transient).inc();
@@ -110,10 +115,10 @@ pub const LAG_COUNT_CAP: i64 = 100_000;
 /// proportion to the lag (or the parked streams), not to the size of the
 /// log, so sampling a caught-up daemon is cheap whatever its history.
 ///
-/// - lag_events: committed events after the oldest partition checkpoint,
-///   including those the poller cannot read yet because an older
-///   transaction is still open (a long writer shows as growing lag; events
-///   behind a parked stream are behind the checkpoints: not counted),
+/// - lag_events: committed events after the oldest partition checkpoint
+///   that their stream's progress has not reached, including those the
+///   poller cannot read yet because an older transaction is still open (a
+///   long writer shows as growing lag); parked streams' events are held,
 ///   counted up to [`LAG_COUNT_CAP`] and estimated from positions beyond;
 /// - held_events: head seq − last seq of the parked streams;
 /// - max_stream_lag: over the parked streams and the streams of the events
@@ -126,12 +131,18 @@ pub async fn sample(pool: &PgPool) -> Result<LagSample, sqlx::Error> {
                               ORDER BY tx_id, global_position LIMIT 1), 0) AS tx_id,
                    coalesce((SELECT global_position FROM projection_checkpoints
                               ORDER BY tx_id, global_position LIMIT 1), 0) AS global_position),
-        unread AS (
-            SELECT e.stream_key, e.ingested_at FROM event_log e, c
+        after AS (
+            SELECT e.stream_key, e.seq, e.ingested_at FROM event_log e, c
              WHERE (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.global_position)
              ORDER BY e.tx_id, e.global_position
-             LIMIT $1)
-        SELECT CASE WHEN (SELECT count(*) FROM unread) < $1 THEN (SELECT count(*) FROM unread)
+             LIMIT $1),
+        unread AS (
+            -- Partitions that are ahead have applied some of these already;
+            -- parked streams' events are held, counted apart.
+            SELECT a.stream_key, a.ingested_at FROM after a
+              LEFT JOIN projection_stream_progress p USING (stream_key)
+             WHERE a.seq > coalesce(p.last_seq, 0) AND p.parked_seq IS NULL)
+        SELECT CASE WHEN (SELECT count(*) FROM after) < $1 THEN (SELECT count(*) FROM unread)
                     ELSE greatest($1, (SELECT coalesce(max(global_position), 0) FROM event_log)
                                       - (SELECT global_position FROM c)) END::int8,
                coalesce((SELECT extract(epoch FROM now() - min(ingested_at)) FROM unread), 0)::float8,
