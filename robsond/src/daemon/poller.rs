@@ -175,7 +175,6 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             dispatch(&setup, events, upto, &mut sent).await;
             cursor = upto;
         }
-        setup.state.caught_up.store(!full, Ordering::Relaxed);
         if full {
             continue;
         }
@@ -216,7 +215,7 @@ async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
 }
 
 /// Idle partitions learn how far the log has been read, so their checkpoints
-/// follow it (and lag reads 0 when caught up) — at most every
+/// follow it (a restart then re-reads little) — at most every
 /// [`IDLE_ADVANCE_EVERY`] each, as every advance is a transaction.
 async fn advance_idle(
     setup: &PollerSetup,

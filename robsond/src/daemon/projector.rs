@@ -6,6 +6,7 @@
 //! most [`MAILBOX_CAPACITY`] more, so a poller that runs ahead blocks on
 //! `send().await`: memory is bounded whatever the backlog.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,8 +206,6 @@ impl Handler<Drain> for Projector {
         self.partition_state().set_state("drained");
     }
 }
-
-use std::panic::AssertUnwindSafe;
 
 /// Applies one batch and advances the checkpoint, retrying transient
 /// failures forever with capped backoff.

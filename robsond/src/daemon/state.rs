@@ -70,8 +70,6 @@ pub struct DaemonState {
     pub poller_restarts: AtomicU64,
     pub database_up: AtomicBool,
     pub lag: Mutex<LagSample>,
-    /// The poller has read everything committed (its last read was short).
-    pub caught_up: AtomicBool,
     pub shutting_down: AtomicBool,
     /// Set by a projector whose batch did not commit: the poller reads again
     /// from this position (the oldest requested) before going on.
@@ -97,7 +95,6 @@ impl DaemonState {
             poller_restarts: AtomicU64::new(0),
             database_up: AtomicBool::new(true),
             lag: Mutex::new(LagSample::default()),
-            caught_up: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             rewind_to: Mutex::new(None),
         }
