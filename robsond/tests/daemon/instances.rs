@@ -26,8 +26,10 @@ fn owners(health: &Value) -> Vec<Option<String>> {
         .unwrap_or_default()
 }
 
-/// Waits until every partition has an owner among `alive` and each of them
-/// owns some; returns the owners.
+/// Waits until every partition has an owner among `alive` and the partitions
+/// are balanced (each owns floor or ceil of 8 / alive); returns the owners.
+/// Rebalancing is gradual (an instance drains before it releases, a taker
+/// waits for its next round), so a merely "all named" state can be transient.
 async fn wait_shared_by(daemon: &Daemon, alive: &[&str]) -> Vec<Option<String>> {
     let client = http();
     let started = Instant::now();
@@ -36,7 +38,12 @@ async fn wait_shared_by(daemon: &Daemon, alive: &[&str]) -> Vec<Option<String>> 
         let owners = owners(&health);
         let named: BTreeSet<&str> = owners.iter().flatten().map(String::as_str).collect();
         let all_owned = owners.len() == 8 && owners.iter().all(Option::is_some);
-        if all_owned && named == alive.iter().copied().collect() {
+        let mut counts = alive
+            .iter()
+            .map(|id| owners.iter().filter(|o| o.as_deref() == Some(*id)).count());
+        let (low, high) = (8 / alive.len(), 8_usize.div_ceil(alive.len()));
+        let balanced = counts.all(|n| (low..=high).contains(&n));
+        if all_owned && balanced && named == alive.iter().copied().collect() {
             return owners;
         }
         guard_against_hang(started, "waiting for the partitions to be shared");
@@ -83,8 +90,14 @@ async fn three_instances_share_partitions_survive_a_kill_and_a_join_and_apply_ea
     // d joins later: the partitions are rebalanced over three again.
     let total = total + append_flows(&db.pool, 13, 10_000).await;
     let mut d = Daemon::start(&db.url, &env("d")).await;
+    let joined = Instant::now();
     let rebalanced = wait_shared_by(&a, &["a", "c", "d"]).await;
-    eprintln!("after d joined: {rebalanced:?}");
+    let rebalance = joined.elapsed();
+    eprintln!("after d joined ({rebalance:?}): {rebalanced:?}");
+    assert!(
+        rebalance < Duration::from_secs(10),
+        "rebalancing took {rebalance:?}"
+    );
     wait_caught_up(&db.pool, &mut a).await;
 
     // Each event counted once at most: b's count up to its last scrape plus
