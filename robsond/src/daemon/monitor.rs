@@ -106,67 +106,107 @@ impl Monitor {
 }
 
 /// Events counted one by one at most: counting costs in proportion to the
-/// lag, and a sample every second must stay cheap during a long catch-up.
-/// Beyond it lag_events is estimated from positions (an upper bound: gaps
-/// left by rolled-back appends are counted too).
-pub const LAG_COUNT_CAP: i64 = 100_000;
+/// lag (each event read and its stream's progress looked up), and a sample
+/// every second must stay cheap during a long catch-up. When the positions
+/// say more events than this wait after the oldest checkpoint, lag_events is
+/// that estimate (an upper bound: events already applied by partitions ahead
+/// of the oldest, and gaps left by rolled-back appends, are counted too) and
+/// nothing is counted. It equals the default readiness threshold
+/// (`ROBSON_HEALTH_MAX_LAG_EVENTS`), so readiness is decided on an exact
+/// count whenever the lag is near it.
+pub const LAG_COUNT_CAP: i64 = 10_000;
+
+/// Events after the oldest checkpoint whose streams make up max_stream_lag
+/// while the lag is estimated.
+const STREAM_LAG_SAMPLE: i64 = 1_000;
 
 /// Reads the lag figures of SPEC §4.4 from the database. Every query costs in
-/// proportion to the lag (or the parked streams), not to the size of the
-/// log, so sampling a caught-up daemon is cheap whatever its history.
+/// proportion to the lag (or the parked streams), bounded by
+/// [`LAG_COUNT_CAP`], never to the size of the log, so sampling is cheap
+/// whatever the history or the backlog.
 ///
 /// - lag_events: committed events after the oldest partition checkpoint
 ///   that their stream's progress has not reached, including those the
 ///   poller cannot read yet because an older transaction is still open (a
 ///   long writer shows as growing lag); parked streams' events are held,
-///   counted up to [`LAG_COUNT_CAP`] and estimated from positions beyond;
+///   counted apart; exact up to [`LAG_COUNT_CAP`], estimated from positions
+///   beyond;
+/// - lag_seconds: the age of the oldest of those events;
 /// - held_events: head seq − last seq of the parked streams;
 /// - max_stream_lag: over the parked streams and the streams of the events
-///   after the oldest checkpoint.
+///   after the oldest checkpoint (the first [`STREAM_LAG_SAMPLE`] of them
+///   while the lag is estimated).
 pub async fn sample(pool: &PgPool) -> Result<LagSample, sqlx::Error> {
-    let (lag_events, lag_seconds, unread_max): (i64, f64, i64) = sqlx::query_as(
+    let (tx_id, position, head_position): (i64, i64, i64) = sqlx::query_as(
         r#"
-        WITH c AS (
-            SELECT coalesce((SELECT tx_id FROM projection_checkpoints
-                              ORDER BY tx_id, global_position LIMIT 1), 0) AS tx_id,
-                   coalesce((SELECT global_position FROM projection_checkpoints
-                              ORDER BY tx_id, global_position LIMIT 1), 0) AS global_position),
-        after AS (
-            SELECT e.stream_key, e.seq, e.ingested_at FROM event_log e, c
-             WHERE (e.tx_id, e.global_position) > (c.tx_id::text::xid8, c.global_position)
+        SELECT coalesce(c.tx_id, 0)::int8, coalesce(c.global_position, 0)::int8,
+               (SELECT coalesce(max(global_position), 0) FROM event_log)::int8
+          FROM (SELECT 1) one
+          LEFT JOIN (SELECT tx_id, global_position FROM projection_checkpoints
+                      ORDER BY tx_id, global_position LIMIT 1) c ON true
+        "#,
+    )
+    .fetch_one(pool)
+    .await?;
+    let estimate = head_position - position;
+    // Count exactly only when the positions allow a small lag; `after` is
+    // read up to the cap, so out-of-order commits cannot make it unbounded.
+    let (scan, count) = if estimate <= LAG_COUNT_CAP {
+        (LAG_COUNT_CAP, true)
+    } else {
+        (STREAM_LAG_SAMPLE, false)
+    };
+    // Events read, unread among them, ages of the oldest unread and of the
+    // newest read (seconds), largest stream lag among them.
+    type Counted = (i64, i64, f64, f64, i64);
+    let (after, unread, unread_age, after_age, unread_max): Counted = sqlx::query_as(
+        r#"
+        WITH after AS (
+            SELECT e.stream_key, e.seq, e.ingested_at FROM event_log e
+             WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2)
              ORDER BY e.tx_id, e.global_position
-             LIMIT $1),
+             LIMIT $3),
         unread AS (
             -- Partitions that are ahead have applied some of these already;
             -- parked streams' events are held, counted apart.
             SELECT a.stream_key, a.ingested_at FROM after a
               LEFT JOIN projection_stream_progress p USING (stream_key)
              WHERE a.seq > coalesce(p.last_seq, 0) AND p.parked_seq IS NULL)
-        SELECT CASE WHEN (SELECT count(*) FROM after) < $1 THEN (SELECT count(*) FROM unread)
-                    ELSE greatest($1, (SELECT coalesce(max(global_position), 0) FROM event_log)
-                                      - (SELECT global_position FROM c)) END::int8,
+        SELECT (SELECT count(*) FROM after)::int8,
+               (SELECT count(*) FROM unread)::int8,
                coalesce((SELECT extract(epoch FROM now() - min(ingested_at)) FROM unread), 0)::float8,
+               coalesce((SELECT extract(epoch FROM now() - max(ingested_at)) FROM after), 0)::float8,
                coalesce((SELECT max(s.last_seq - coalesce(p.last_seq, 0))
-                           FROM (SELECT DISTINCT stream_key FROM unread LIMIT 10000) u
+                           FROM (SELECT DISTINCT stream_key FROM unread) u
                            JOIN event_streams s USING (stream_key)
                            LEFT JOIN projection_stream_progress p USING (stream_key)), 0)::int8
         "#,
     )
-    .bind(LAG_COUNT_CAP)
+    .bind(tx_id.to_string())
+    .bind(position)
+    .bind(scan)
     .fetch_one(pool)
     .await?;
+    let (lag_events, lag_seconds) = if count && after < scan {
+        (unread, unread_age)
+    } else if unread == 0 {
+        // Every sampled event is applied (partitions ahead): the oldest
+        // unprojected one comes later, so it is at most as old as they are.
+        (estimate.max(after), after_age)
+    } else {
+        (estimate.max(after), unread_age)
+    };
     let (held_events, parked_streams, parked_max): (i64, i64, i64) = sqlx::query_as(
         r#"
-        SELECT coalesce(sum(s.last_seq - p.last_seq), 0)::int8, count(*)::int8,
-               coalesce(max(s.last_seq - p.last_seq), 0)::int8
-          FROM projection_stream_progress p
-          JOIN event_streams s USING (stream_key)
-         WHERE p.parked_seq IS NOT NULL
+        SELECT coalesce(sum(behind), 0)::int8, count(*)::int8, coalesce(max(behind), 0)::int8
+          FROM (SELECT (SELECT s.last_seq FROM event_streams s
+                         WHERE s.stream_key = p.stream_key) - p.last_seq AS behind
+                  FROM projection_stream_progress p
+                 WHERE p.parked_seq IS NOT NULL) parked
         "#,
     )
     .fetch_one(pool)
     .await?;
-    let head_position = robson_eventlog::head_position(pool).await?;
     let coverage = robson_eventlog::partition_coverage(pool).await?;
     Ok(LagSample {
         sampled: true,
