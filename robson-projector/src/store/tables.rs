@@ -1,6 +1,13 @@
 //! Loading and storing the projection rows of a batch: one set-based SELECT
 //! per table for every row the batch touches, and one set-based write per
 //! table for the rows it changed. The per-table SQL is in the submodules.
+//!
+//! The loads are written `FROM UNNEST(keys) CROSS JOIN LATERAL (… WHERE key =
+//! k LIMIT 1)`, which plans as one primary-key probe per key whatever the
+//! table's statistics. The plain `JOIN UNNEST(…)` form was planned once per
+//! connection (a cached generic plan) while the table was still small — a
+//! hash join over a sequential scan — and kept that plan as the table grew
+//! during a catch-up from empty: a 22,000-row table scanned once per batch.
 
 mod accounts;
 mod orders;

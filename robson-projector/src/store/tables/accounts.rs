@@ -20,9 +20,11 @@ pub async fn load_balances(
         r#"
         SELECT b.tenant_id, b.account_id, b.asset, b.free, b.locked, b.total, b.sampled_at,
                b.last_event_id, b.last_seq, b.updated_at
-          FROM balances_current b
-          JOIN UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(tenant_id, account_id, asset)
-            ON b.tenant_id = k.tenant_id AND b.account_id = k.account_id AND b.asset = k.asset
+          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(tenant_id, account_id, asset)
+          CROSS JOIN LATERAL (SELECT * FROM balances_current b
+                               WHERE b.tenant_id = k.tenant_id AND b.account_id = k.account_id
+                                 AND b.asset = k.asset
+                               LIMIT 1) b
         "#,
     )
     .bind(keys.iter().map(|k| k.tenant_id).collect::<Vec<_>>())
@@ -90,10 +92,11 @@ pub async fn load_risks(
                r.daily_pnl, r.daily_loss_limit, r.drawdown, r.max_drawdown, r.is_violated,
                r.violation_reason, r.violated_at, r.calculated_at, r.last_event_id, r.last_seq,
                r.updated_at
-          FROM risk_state_current r
-          JOIN UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(tenant_id, account_id, strategy_id)
-            ON r.tenant_id = k.tenant_id AND r.account_id = k.account_id
-           AND r.strategy_id IS NOT DISTINCT FROM k.strategy_id
+          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS k(tenant_id, account_id, strategy_id)
+          CROSS JOIN LATERAL (SELECT * FROM risk_state_current r
+                               WHERE r.tenant_id = k.tenant_id AND r.account_id = k.account_id
+                                 AND r.strategy_id IS NOT DISTINCT FROM k.strategy_id
+                               LIMIT 1) r
         "#,
     )
     .bind(&tenants)

@@ -26,9 +26,10 @@ pub async fn load(
                o.quantity, o.price, o.stop_price, o.filled_quantity, o.average_fill_price,
                o.total_fee, o.fee_asset, o.status, o.last_event_id, o.last_seq, o.created_at,
                o.updated_at, o.filled_at, o.fill_notional::text AS fill_notional
-          FROM orders_current o
-          JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, order_id)
-            ON o.tenant_id = k.tenant_id AND o.order_id = k.order_id
+          FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, order_id)
+          CROSS JOIN LATERAL (SELECT * FROM orders_current o
+                               WHERE o.tenant_id = k.tenant_id AND o.order_id = k.order_id
+                               LIMIT 1) o
         "#,
     )
     .bind(&tenants)

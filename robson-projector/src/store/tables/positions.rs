@@ -26,9 +26,10 @@ pub async fn load(
                p.realized_pnl, p.total_fees, p.state, p.entry_order_id, p.exit_order_id,
                p.stop_loss_order_id, p.last_event_id, p.last_seq, p.created_at, p.updated_at,
                p.closed_at
-          FROM positions_current p
-          JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, position_id)
-            ON p.tenant_id = k.tenant_id AND p.position_id = k.position_id
+          FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, position_id)
+          CROSS JOIN LATERAL (SELECT * FROM positions_current p
+                               WHERE p.tenant_id = k.tenant_id AND p.position_id = k.position_id
+                               LIMIT 1) p
         "#,
     )
     .bind(&tenants)

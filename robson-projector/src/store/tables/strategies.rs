@@ -21,9 +21,10 @@ pub async fn load(
         SELECT s.strategy_id, s.tenant_id, s.account_id, s.strategy_name, s.strategy_type,
                s.detector_config, s.risk_config, s.is_enabled, s.enabled_at, s.disabled_at,
                s.disabled_reason, s.last_event_id, s.last_seq, s.created_at, s.updated_at
-          FROM strategy_state_current s
-          JOIN UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, strategy_id)
-            ON s.tenant_id = k.tenant_id AND s.strategy_id = k.strategy_id
+          FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, strategy_id)
+          CROSS JOIN LATERAL (SELECT * FROM strategy_state_current s
+                               WHERE s.tenant_id = k.tenant_id AND s.strategy_id = k.strategy_id
+                               LIMIT 1) s
         "#,
     )
     .bind(keys.iter().map(|k| k.tenant_id).collect::<Vec<_>>())
