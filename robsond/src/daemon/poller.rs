@@ -289,10 +289,7 @@ async fn dispatch(
         if events.is_empty() {
             continue;
         }
-        let chunks: Vec<Vec<EventEnvelope>> = events
-            .chunks(setup.batch_size)
-            .map(<[EventEnvelope]>::to_vec)
-            .collect();
+        let chunks = into_chunks(events, setup.batch_size);
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let chunk_upto = if i == last {
@@ -304,6 +301,19 @@ async fn dispatch(
             sent[p] = chunk_upto;
         }
     }
+}
+
+/// `events` split into runs of at most `size`, moved, not copied (a payload
+/// is a tree of allocations).
+fn into_chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let size = size.max(1);
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(size));
+    while items.len() > size {
+        let rest = items.split_off(size);
+        chunks.push(std::mem::replace(&mut items, rest));
+    }
+    chunks.push(items);
+    chunks
 }
 
 async fn send(
@@ -355,4 +365,22 @@ fn route(
         .read()
         .ok()
         .and_then(|r| r.get(partition).cloned().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::into_chunks;
+
+    #[test]
+    fn chunks_keep_every_item_in_order_and_none_is_longer_than_the_size() {
+        for len in 0..12 {
+            for size in 1..5 {
+                let items: Vec<usize> = (0..len).collect();
+                let chunks = into_chunks(items.clone(), size);
+                assert!(chunks.iter().all(|c| c.len() <= size), "{chunks:?}");
+                assert!(chunks.iter().skip(1).all(|c| !c.is_empty()), "{chunks:?}");
+                assert_eq!(chunks.concat(), items);
+            }
+        }
+    }
 }
