@@ -3,11 +3,11 @@
 //! caller's transaction. Poison events are dead-lettered without stopping
 //! the rest of the batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use robson_eventlog::{read_stream, EventEnvelope};
 use sqlx::{Connection, PgConnection};
-use tracing::warn;
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::plan::{self, Folded, Plan, Step};
@@ -69,7 +69,14 @@ async fn apply_in_transaction(
         .iter()
         .map(|e| (e.stream_key.clone(), e.tenant_id))
         .collect();
-    let mut progress = progress::lock(conn, &streams).await?;
+    let fresh = starting_at_seq_one(events);
+    if !fresh.is_empty() {
+        let progress = progress::lock(conn, &streams, &fresh).await?;
+        if let Some(outcome) = write_presuming_new(conn, events, &progress, policy).await {
+            return Ok(outcome);
+        }
+    }
+    let mut progress = progress::lock(conn, &streams, &BTreeSet::new()).await?;
     let mut plan = Plan::new(events, &progress);
     let gaps = plan.gaps(&progress);
     if !gaps.is_empty() {
@@ -94,6 +101,52 @@ async fn apply_in_transaction(
         Err(err) => return Err(err),
     }
     Ok(outcome)
+}
+
+/// Streams whose first event in the batch is seq 1. Such a stream has no
+/// progress row unless this is a re-delivery (or another applier is at it),
+/// so looking its row up is skipped — during a catch-up that is nearly every
+/// stream of a batch, and the lookup one of its costliest statements.
+fn starting_at_seq_one(events: &[EventEnvelope]) -> BTreeSet<&str> {
+    let mut lowest: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events {
+        let seq = lowest.entry(e.stream_key.as_str()).or_insert(e.seq);
+        *seq = (*seq).min(e.seq);
+    }
+    lowest
+        .into_iter()
+        .filter(|(_, seq)| *seq == 1)
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// The batch written with `progress` in which the streams starting at seq 1
+/// were presumed new (not looked up). `None` when that did not work out —
+/// a row existed after all (a re-delivery: inserting it conflicted), a gap
+/// to fill, any failure: the savepoint is rolled back, nothing is written,
+/// and the caller applies the batch the general way, every stream looked up.
+async fn write_presuming_new(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    progress: &ProgressMap,
+    policy: PoisonPolicy,
+) -> Option<BatchOutcome> {
+    let mut plan = Plan::new(events, progress);
+    if !plan.gaps(progress).is_empty() {
+        return None;
+    }
+    let mut outcome = std::mem::take(&mut plan.counts);
+    let steps = plan.into_steps();
+    match write_steps(conn, &steps, progress, policy).await {
+        Ok(folded) => {
+            outcome.merge(folded.outcome);
+            Some(outcome)
+        }
+        Err(err) => {
+            debug!(error = %err, "Batch not written presuming new streams; looking every stream up.");
+            None
+        }
+    }
 }
 
 /// Loads the rows `steps` touch, folds them, and writes rows, fills, dead

@@ -6,7 +6,7 @@
 //! meanwhile the insert finds it, the batch fails as transient and is
 //! retried — then it sees that row. One write per new stream, not two.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use robson_eventlog::EventEnvelope;
 use sqlx::PgConnection;
@@ -54,12 +54,19 @@ pub type ProgressMap = BTreeMap<String, Progress>;
 
 /// Locks the existing progress rows of `streams`, in stream_key order (a
 /// fixed lock order: no deadlock between batches); streams without a row get
-/// a fresh, unstored [`Progress`].
+/// a fresh, unstored [`Progress`]. Streams in `presumed_new` are not looked
+/// up at all: they get a fresh [`Progress`] too, and if a row exists after
+/// all, writing theirs fails as [`ProgressError::Concurrent`].
 pub async fn lock(
     conn: &mut PgConnection,
     streams: &BTreeMap<String, Uuid>,
+    presumed_new: &BTreeSet<&str>,
 ) -> Result<ProgressMap, sqlx::Error> {
-    let keys: Vec<&str> = streams.keys().map(String::as_str).collect();
+    let keys: Vec<&str> = streams
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !presumed_new.contains(k))
+        .collect();
     let rows: Vec<Progress> = sqlx::query_as(
         r#"
         SELECT stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq,

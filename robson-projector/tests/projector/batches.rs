@@ -80,6 +80,44 @@ async fn redelivering_an_applied_batch_changes_nothing() {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
+async fn redelivering_a_stream_parked_on_its_first_event_holds_it_without_a_second_dead_letter() {
+    let db = TestDb::new().await;
+    // An ack of an order nobody submitted: seq 1 fails, seq 2 waits behind it.
+    let stream = "order:fe0c4a47-8f0a-4c53-9a43-0b3c5a4e2d11";
+    let order = "fe0c4a47-8f0a-4c53-9a43-0b3c5a4e2d11";
+    let events = [
+        (
+            "ORDER_ACKED",
+            json!({"order_id": order, "exchange_order_id": "E1"}),
+        ),
+        ("ORDER_CANCELED", json!({"order_id": order})),
+    ];
+    for (i, (event_type, payload)) in events.into_iter().enumerate() {
+        support::append(
+            &db.pool,
+            &support::event(TENANT, stream, event_type, payload, i as i64),
+        )
+        .await;
+    }
+    let events = support::committed(&db.pool).await;
+    let first = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!((first.dead_lettered.len(), first.held), (1, 1), "{first:?}");
+    let before = support::state(&db.pool).await;
+    let again = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!(
+        (again.applied, again.dead_lettered.len(), again.held),
+        (0, 0, 2)
+    );
+    assert_eq!(support::state(&db.pool).await, before);
+    let letters: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_dead_letters")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(letters, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
 async fn a_later_event_brings_its_predecessors_from_the_log() {
     let db = TestDb::new().await;
     let events = seed(&db.pool).await;
