@@ -1,7 +1,9 @@
 //! The supervisor actor: keeps this instance's share of the stream
 //! partitions (see [`super::ownership`]), runs one supervised projector per
 //! owned partition, the supervised poller that feeds them, and the monitor;
-//! on shutdown it stops the poller and drains every projector.
+//! on shutdown it stops the poller and drains every projector. The
+//! projectors are spread over one arbiter (thread) per core; the supervisor,
+//! poller and monitor run on the system arbiter.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -49,6 +51,17 @@ pub struct DaemonSupervisor {
     ownership: Option<Arc<tokio::sync::Mutex<Ownership>>>,
     poller: Option<Addr<Poller>>,
     monitor: Option<Addr<Monitor>>,
+    /// Threads the projectors run on, partition p on `p % len`.
+    arbiters: Vec<Arbiter>,
+}
+
+/// Threads for the projectors: one per core, at most one per partition. A
+/// batch's decoding, folding and encoding is CPU work; on one thread the
+/// projectors queue behind each other between their statements, which keeps
+/// their transactions open longer (measured in docs/performance.md).
+fn projector_threads(partitions: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.clamp(1, partitions.max(1))
 }
 
 impl DaemonSupervisor {
@@ -60,6 +73,9 @@ impl DaemonSupervisor {
             ownership: None,
             poller: None,
             monitor: None,
+            arbiters: (0..projector_threads(partitions))
+                .map(|_| Arbiter::new())
+                .collect(),
         }
     }
 
@@ -88,7 +104,9 @@ impl DaemonSupervisor {
             batch_size: s.batch_size,
             checkpoint,
         };
-        let addr = actix::Supervisor::start(move |_| Projector::new(setup));
+        let arbiter = &self.arbiters[partition % self.arbiters.len()];
+        let addr =
+            actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Projector::new(setup));
         let part = &s.state.partitions[partition];
         part.checkpoint
             .store(checkpoint.global_position, Ordering::Relaxed);
