@@ -109,7 +109,7 @@ impl Monitor {
 /// lag (each event read and its stream's progress looked up), and a sample
 /// every second must stay cheap during a long catch-up. When the positions
 /// say more events than this wait after the oldest checkpoint, lag_events is
-/// that estimate (an upper bound: events already applied by partitions ahead
+/// that estimate (it errs high: events already applied by partitions ahead
 /// of the oldest, and gaps left by rolled-back appends, are counted too) and
 /// nothing is counted. It equals the default readiness threshold
 /// (`ROBSON_HEALTH_MAX_LAG_EVENTS`), so readiness is decided on an exact
