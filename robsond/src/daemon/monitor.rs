@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use robson_eventlog::Position;
 use sqlx::PgPool;
 
 use super::state::{DaemonState, LagSample};
@@ -137,17 +138,14 @@ const STREAM_LAG_SAMPLE: i64 = 1_000;
 ///   after the oldest checkpoint (the first [`STREAM_LAG_SAMPLE`] of them
 ///   while the lag is estimated).
 pub async fn sample(pool: &PgPool) -> Result<LagSample, sqlx::Error> {
-    let (tx_id, position, head_position): (i64, i64, i64) = sqlx::query_as(
-        r#"
-        SELECT coalesce(c.tx_id, 0)::int8, coalesce(c.global_position, 0)::int8,
-               (SELECT coalesce(max(global_position), 0) FROM event_log)::int8
-          FROM (SELECT 1) one
-          LEFT JOIN (SELECT tx_id, global_position FROM projection_checkpoints
-                      ORDER BY tx_id, global_position LIMIT 1) c ON true
-        "#,
-    )
-    .fetch_one(pool)
-    .await?;
+    let oldest = super::checkpoint::load(pool)
+        .await?
+        .into_iter()
+        .map(|(_, _, checkpoint, _)| checkpoint)
+        .min()
+        .unwrap_or(Position::START);
+    let head_position = robson_eventlog::head_position(pool).await?;
+    let (tx_id, position) = (oldest.tx_id, oldest.global_position);
     let estimate = head_position - position;
     // Count exactly only when the positions allow a small lag; `after` is
     // read up to the cap, so out-of-order commits cannot make it unbounded.
