@@ -4,5 +4,7 @@
 # throwaway cluster that is started first and removed afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --workspace --all-features --bins
-exec scripts/with-postgres.sh cargo test --workspace --all-features --no-fail-fast -- --include-ignored "$@"
+# --all-targets: the benches compile too (they are not run here;
+# `robsond bench` is the benchmark). --locked: exactly the Cargo.lock versions.
+cargo build --workspace --all-features --all-targets --locked
+exec scripts/with-postgres.sh cargo test --workspace --all-features --locked --no-fail-fast -- --include-ignored "$@"
