@@ -19,6 +19,7 @@ mod crash;
 mod generate;
 mod http;
 mod instances;
+mod notify;
 mod partitions;
 mod poison;
 mod shutdown;
