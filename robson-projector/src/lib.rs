@@ -20,6 +20,8 @@ pub mod payload;
 pub mod rows;
 pub mod rules;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{classify, ErrorClass, ErrorKind, ProjectionError};
 pub use store::{

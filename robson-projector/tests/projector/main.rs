@@ -4,7 +4,6 @@
 //! PostgreSQL"]`; run them with
 //! `scripts/with-postgres.sh cargo test -p robson-projector -- --include-ignored`.
 
-mod snapshot;
 mod support;
 
 mod batches;

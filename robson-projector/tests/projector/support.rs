@@ -95,4 +95,6 @@ pub async fn reset_projections(pool: &PgPool) {
     .expect("truncate projections");
 }
 
-pub use crate::snapshot::{dead_letters, first_difference, parked_streams, sorted, state, tables};
+pub use robson_projector::testing::{
+    dead_letters, first_difference, parked_streams, sorted, state, tables,
+};

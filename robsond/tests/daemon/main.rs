@@ -16,6 +16,7 @@
 mod admin;
 mod config;
 mod crash;
+mod fixture;
 mod generate;
 mod http;
 mod instances;

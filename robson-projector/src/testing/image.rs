@@ -1,4 +1,4 @@
-//! Reading the projection back in the fixtures' format: the SPEC §3.2
+//! The projection read back in the fixtures' format: the SPEC §3.2
 //! columns in order, event ids as `stream_key#seq`, decimals as text with 8
 //! places, timestamps as RFC 3339 UTC with 6 places; rows sorted so that a
 //! comparison ignores row order.
