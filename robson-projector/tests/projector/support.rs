@@ -95,6 +95,4 @@ pub async fn reset_projections(pool: &PgPool) {
     .expect("truncate projections");
 }
 
-pub use robson_projector::testing::{
-    dead_letters, first_difference, parked_streams, sorted, state, tables,
-};
+pub use robson_projector::testing::{first_difference, state};
