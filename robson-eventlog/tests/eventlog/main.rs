@@ -8,6 +8,7 @@
 mod batch;
 mod commit_order;
 mod concurrency;
+mod golden;
 mod idempotency;
 mod idempotency_key;
 mod migrations;
