@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod faults;
 pub mod generate;
 pub mod http;
 pub mod metrics;

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    robsond::faults::setup();
     let cli = robsond::cli::Cli::parse();
     robsond::run_command(cli.into_command())
 }

@@ -15,7 +15,7 @@ use robson_eventlog::{EventEnvelope, Position};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
-use super::projector::{Batch, CatchUp};
+use super::projector::{Batch, CatchUp, RESTARTING, RETRYING};
 use super::retry::Backoff;
 use super::state::DaemonState;
 use super::supervisor::Routes;
@@ -137,6 +137,10 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let mut cursor = setup.start;
     // Per partition: the position its last batch covered.
     let mut sent: Vec<Position> = vec![setup.start; partitions];
+    // Partitions passed over while their projector failed: nothing more is
+    // sent to them (not even idle advances) until they run again, then they
+    // are read again from `sent`.
+    let mut stale: Vec<bool> = vec![false; partitions];
     let mut advanced: Vec<Instant> = vec![Instant::now(); partitions];
     let mut held_back_delay = HeldBackDelay::default();
     let mut backoff = Backoff::default();
@@ -148,6 +152,13 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             cursor = cursor.min(pos);
             for s in sent.iter_mut() {
                 *s = (*s).min(pos);
+            }
+        }
+        for p in 0..partitions {
+            if stale[p] && !is_failing(&setup, p) {
+                tracing::info!(partition = p, from = %sent[p], "Projector runs again; reading its events again.");
+                stale[p] = false;
+                cursor = cursor.min(sent[p]);
             }
         }
         if listener.is_none() {
@@ -172,13 +183,13 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         let full = events.len() as i64 >= window;
         if let Some(last) = events.last() {
             let upto = last.position();
-            dispatch(&setup, events, upto, &mut sent).await;
+            dispatch(&setup, events, upto, &mut sent, &mut stale).await;
             cursor = upto;
         }
         if full {
             continue;
         }
-        advance_idle(&setup, cursor, &mut sent, &mut advanced).await;
+        advance_idle(&setup, cursor, &mut sent, &stale, &mut advanced).await;
         resume_requested_streams(&setup).await;
         if held_back(&setup, cursor).await {
             // Committed events wait behind an open transaction (often a
@@ -217,19 +228,32 @@ async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
 /// Idle partitions learn how far the log has been read, so their checkpoints
 /// follow it (a restart then re-reads little) — at most every
 /// [`IDLE_ADVANCE_EVERY`] each, as every advance is a transaction.
+///
+/// A stale partition is never advanced: its checkpoint would jump over the
+/// events it was not given.
 async fn advance_idle(
     setup: &PollerSetup,
     cursor: Position,
     sent: &mut [Position],
+    stale: &[bool],
     advanced: &mut [Instant],
 ) {
     for p in 0..sent.len() {
-        if sent[p] < cursor && advanced[p].elapsed() >= IDLE_ADVANCE_EVERY {
-            send(setup, p, Vec::new(), sent[p], cursor).await;
-            sent[p] = cursor;
+        if !stale[p] && sent[p] < cursor && advanced[p].elapsed() >= IDLE_ADVANCE_EVERY {
+            if send(setup, p, Vec::new(), sent[p], cursor).await != Handover::Failing {
+                sent[p] = cursor;
+            }
             advanced[p] = Instant::now();
         }
     }
+}
+
+/// True while partition `p`'s projector is failing: pausing before a
+/// restart, or in backoff after a transient error. The poller then does not
+/// wait for it, so one failing partition never holds the others back.
+fn is_failing(setup: &PollerSetup, p: usize) -> bool {
+    let state = setup.state.partitions[p].state();
+    state == RESTARTING || state == RETRYING
 }
 
 async fn listen(pool: &PgPool) -> Option<PgListener> {
@@ -274,16 +298,22 @@ async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>)
 }
 
 /// Routes a window to the partitions, in chunks of at most batch_size.
+/// Events a partition was already given (at or before its `sent`, after a
+/// read again) are not sent twice; a stale partition is passed over.
 async fn dispatch(
     setup: &PollerSetup,
     events: Vec<EventEnvelope>,
     upto: Position,
     sent: &mut [Position],
+    stale: &mut [bool],
 ) {
     let partitions = setup.state.partitions.len();
     let mut per_partition: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
     for e in events {
-        per_partition[partition_of(&e.stream_key, partitions)].push(e);
+        let p = partition_of(&e.stream_key, partitions);
+        if !stale[p] && e.position() > sent[p] {
+            per_partition[p].push(e);
+        }
     }
     for (p, events) in per_partition.into_iter().enumerate() {
         if events.is_empty() {
@@ -297,8 +327,18 @@ async fn dispatch(
             } else {
                 chunk.last().map_or(upto, EventEnvelope::position)
             };
-            send(setup, p, chunk, sent[p], chunk_upto).await;
-            sent[p] = chunk_upto;
+            match send(setup, p, chunk, sent[p], chunk_upto).await {
+                // Not ours: `sent` moves on all the same, so that if the
+                // partition becomes ours before the rewind its start asks
+                // for, the projector refuses the gap (`from` beyond its
+                // checkpoint) instead of an idle advance jumping over it.
+                Handover::Taken | Handover::NotOurs => sent[p] = chunk_upto,
+                Handover::Failing => {
+                    tracing::warn!(partition = p, from = %sent[p], "Projector failing; passing its partition over until it runs again.");
+                    stale[p] = true;
+                    break;
+                }
+            }
         }
     }
 }
@@ -316,23 +356,53 @@ fn into_chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
     chunks
 }
 
+/// What became of a batch handed to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// The projector took it up (or its mailbox closed at shutdown: the
+    /// batch is then read again from the checkpoint on the next start).
+    Taken,
+    /// Not this instance's partition: its owner reads these events itself.
+    NotOurs,
+    /// The projector is failing and was not waited for; the batch may or
+    /// may not have been queued. Either is safe: the partition is read again
+    /// from before it, and a projector drops what it already covered.
+    Failing,
+}
+
+/// How often a handover blocked on a full mailbox looks at the projector.
+const FAILING_CHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// Hands a batch over with `send().await` (the backpressure that bounds
+/// memory), but gives up as soon as the projector is failing.
 async fn send(
     setup: &PollerSetup,
     partition: usize,
     events: Vec<EventEnvelope>,
     from: Position,
     upto: Position,
-) {
+) -> Handover {
     let Some(addr) = route(setup, partition) else {
-        // Not ours (any more): its owner reads these events itself.
-        return;
+        return Handover::NotOurs;
     };
-    let batch = Batch { events, from, upto };
-    if let Err(err) = addr.send(batch).await {
-        // Only when the projector's supervisor is gone (shutdown): its batch
-        // is re-read from the checkpoint on the next start. Nothing is lost.
-        tracing::warn!(partition, error = %err, "Projector mailbox closed.");
-        setup.state.request_rewind(from);
+    let request = addr.send(Batch { events, from, upto });
+    tokio::pin!(request);
+    loop {
+        tokio::select! {
+            answer = &mut request => {
+                if let Err(err) = answer {
+                    // Only when the projector's supervisor is gone (shutdown).
+                    tracing::warn!(partition, error = %err, "Projector mailbox closed.");
+                    setup.state.request_rewind(from);
+                }
+                return Handover::Taken;
+            }
+            _ = tokio::time::sleep(FAILING_CHECK_EVERY) => {
+                if is_failing(setup, partition) {
+                    return Handover::Failing;
+                }
+            }
+        }
     }
 }
 
@@ -350,7 +420,12 @@ async fn resume_requested_streams(setup: &PollerSetup) {
     };
     let partitions = setup.state.partitions.len();
     for stream_key in keys {
-        if let Some(addr) = route(setup, partition_of(&stream_key, partitions)) {
+        let p = partition_of(&stream_key, partitions);
+        if is_failing(setup, p) {
+            // Still requested in the database: asked again on a later round.
+            continue;
+        }
+        if let Some(addr) = route(setup, p) {
             let _ = addr.send(CatchUp { stream_key }).await;
         }
     }

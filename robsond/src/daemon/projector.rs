@@ -26,6 +26,14 @@ use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
 /// Batches waiting in a projector's mailbox beyond the one in progress.
 pub const MAILBOX_CAPACITY: usize = 2;
 
+/// Partition states shown in `/health` (`partitions[].state`). While a
+/// projector is RESTARTING (failed, pausing before it reloads its
+/// checkpoint) or RETRYING (a transient error, in backoff) the poller does
+/// not wait for it: see `poller::is_failing`.
+pub const RUNNING: &str = "running";
+pub const RESTARTING: &str = "restarting";
+pub const RETRYING: &str = "retrying";
+
 /// Events of this partition, read in commit-safe order, and the position up
 /// to which the partition is covered once they are applied.
 #[derive(Debug, Message)]
@@ -111,23 +119,27 @@ impl Actor for Projector {
         ctx.run_interval(Duration::from_millis(500), |act, _| {
             act.partition_state().beat();
         });
-        self.partition_state().set_state("running");
-        if self.restarting {
-            // Reload the checkpoint: the failed batch may or may not have
-            // committed. Pause first so a persistent fault does not spin.
-            let setup = self.setup.clone();
-            let restarts = self.partition_state().restarts.load(Ordering::Relaxed);
-            let fut = async move {
-                tokio::time::sleep(Backoff::delay_for(restarts as u32)).await;
-                let rows = checkpoint::load(&setup.pool).await.ok()?;
-                rows.get(setup.partition).map(|r| r.2)
-            };
-            ctx.wait(fut.into_actor(self).map(|loaded, act, _| {
-                if let Some(pos) = loaded {
-                    act.checkpoint = pos;
-                }
-            }));
+        if !self.restarting {
+            self.partition_state().set_state(RUNNING);
+            return;
         }
+        // Reload the checkpoint: the failed batch may or may not have
+        // committed. Pause first so a persistent fault does not spin; the
+        // state stays RESTARTING meanwhile, so the poller does not wait.
+        self.partition_state().set_state(RESTARTING);
+        let setup = self.setup.clone();
+        let restarts = self.partition_state().restarts.load(Ordering::Relaxed);
+        let fut = async move {
+            tokio::time::sleep(Backoff::delay_for(restarts as u32)).await;
+            let rows = checkpoint::load(&setup.pool).await.ok()?;
+            rows.get(setup.partition).map(|r| r.2)
+        };
+        ctx.wait(fut.into_actor(self).map(|loaded, act, _| {
+            if let Some(pos) = loaded {
+                act.checkpoint = pos;
+            }
+            act.partition_state().set_state(RUNNING);
+        }));
     }
 }
 
@@ -177,7 +189,7 @@ impl Handler<Batch> for Projector {
             Err(failure) => {
                 tracing::error!(partition = act.setup.partition, error = %failure, "Projector failed; it will restart.");
                 act.setup.state.request_rewind(act.checkpoint);
-                act.partition_state().set_state("restarting");
+                act.partition_state().set_state(RESTARTING);
                 ctx.stop();
             }
         }));
@@ -229,6 +241,7 @@ async fn project_batch(
         let attempt = async {
             let mut tx = setup.pool.begin().await?;
             let outcome = robson_projector::apply_batch(&mut tx, events, setup.policy).await?;
+            crate::faults::projector_batch(&mut tx, setup.partition).await?;
             checkpoint::save(
                 &mut tx,
                 setup.partition,
@@ -246,6 +259,7 @@ async fn project_batch(
         match attempt {
             Ok(outcome) => {
                 record(setup, &outcome, events.len(), upto, started.elapsed());
+                recovered(part);
                 part.in_flight.store(0, Ordering::Relaxed);
                 part.beat();
                 setup.state.set_database_up(true);
@@ -276,6 +290,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
         .await;
         match attempt {
             Ok(outcome) => {
+                recovered(&setup.state.partitions[setup.partition]);
                 let n = outcome.applied + outcome.skipped_unhandled;
                 record(
                     setup,
@@ -290,6 +305,13 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
             }
             Err(err) => backoff.handle(setup, err).await?,
         }
+    }
+}
+
+/// A unit of work committed: a partition that was RETRYING runs again.
+fn recovered(part: &super::state::PartitionState) {
+    if part.state() == RETRYING {
+        part.set_state(RUNNING);
     }
 }
 

