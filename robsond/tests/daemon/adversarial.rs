@@ -343,6 +343,7 @@ async fn client_mistakes_get_a_json_4xx_and_never_a_5xx() {
 
     let client = http();
     let probes = probes(&known);
+    let started = std::time::Instant::now();
     let mut failures = Vec::new();
     for probe in &probes {
         let (status, body) = send(&client, &daemon.base, probe).await;
@@ -404,6 +405,7 @@ async fn client_mistakes_get_a_json_4xx_and_never_a_5xx() {
         }
     }
     let sent = probes.len() + raw_app.len() + raw_codec.len();
+    eprintln!("adversarial: {sent} requests in {:?}", started.elapsed());
 
     assert!(
         failures.is_empty(),
