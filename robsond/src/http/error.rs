@@ -54,10 +54,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 whose message says which parameter is wrong and what is accepted.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::BadRequest(message.into())
     }
 
+    /// A 500 for any failure of the daemon's own; `err` is logged, not shown.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(err.into())
     }
