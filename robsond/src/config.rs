@@ -54,6 +54,10 @@ pub enum ConfigError {
         shown: String,
         expected: String,
     },
+    /// DATABASE_URL is set but is not a PostgreSQL URL robsond can use;
+    /// `reason` says what is wrong without repeating any part of the value.
+    #[error("invalid configuration: DATABASE_URL=(value hidden) is not valid: {reason}; expected {DATABASE_URL_FORM}")]
+    InvalidDatabaseUrl { reason: String },
     /// envy could not read the environment.
     #[error("invalid configuration: {0}")]
     Env(#[from] envy::Error),
@@ -115,6 +119,12 @@ impl RawConfig {
     }
 }
 
+/// The accepted form of DATABASE_URL, as error messages show it.
+pub const DATABASE_URL_FORM: &str =
+    "a PostgreSQL URL such as postgres://user:password@host:5432/robson \
+     (percent-encode special characters, e.g. a space as %20; for a Unix socket \
+     postgres:///robson?host=/run/postgresql)";
+
 /// What the database-only CLI commands need (migrate, status, append, …).
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
@@ -135,19 +145,12 @@ impl DatabaseConfig {
 
     pub fn from_raw(raw: &RawConfig) -> Result<Self, ConfigError> {
         let Some(url) = set(raw.database_url.as_ref().map(|s| s.expose().as_str())) else {
-            let expected = "a PostgreSQL URL such as postgres://user:password@host:5432/robson";
             return Err(ConfigError::Missing {
                 var: "DATABASE_URL",
-                expected,
+                expected: DATABASE_URL_FORM,
             });
         };
-        let scheme_ok = ["postgres://", "postgresql://"]
-            .iter()
-            .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme));
-        if !scheme_ok {
-            let expected = "a URL starting with postgres:// or postgresql://";
-            return Err(invalid_hidden("DATABASE_URL", expected));
-        }
+        check_database_url(url).map_err(|reason| ConfigError::InvalidDatabaseUrl { reason })?;
         let max_connections = int(&raw.robson_db_max_connections, DB_MAX_CONNECTIONS)?;
         let url = Secret::new(url.to_owned());
         // Range-checked to at most 1000, so the cast cannot truncate.
@@ -337,6 +340,10 @@ fn default_instance_id(hostname_var: Option<&str>) -> String {
         .collect();
     format!("{host}{suffix}")
 }
+
+mod database_url;
+
+pub use database_url::check_database_url;
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,8 @@ use std::process::ExitCode;
 use cli::Command;
 use config::{Config, ConfigError, DatabaseConfig};
 
-/// Exit codes of SPEC §4.5.
+/// Exit codes of SPEC §4.5. Every configuration error (`ConfigError`, for
+/// any subcommand) is `USAGE`, which the systemd unit does not restart.
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
@@ -36,7 +37,8 @@ pub fn run_command(command: Command) -> ExitCode {
     match dispatch(command) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
-            if let Some(cfg) = err.downcast_ref::<ConfigError>() {
+            // Wherever in the chain: a command may add context to it.
+            if let Some(cfg) = err.chain().find_map(|e| e.downcast_ref::<ConfigError>()) {
                 eprintln!("robsond: {cfg}");
                 return ExitCode::from(exit::USAGE);
             }

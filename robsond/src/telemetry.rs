@@ -33,11 +33,25 @@ pub fn init_subscriber(format: LogFormat, filter: &str) -> bool {
     installed
 }
 
+/// actix-http's connection loop logs every request it cannot parse (a bad
+/// request line, a head beyond its buffer, a client that hung up) as an
+/// ERROR, though the client has already had its 400 or 431: silenced unless
+/// the directive names `actix_http` itself, so that client input never
+/// raises an ERROR line.
+const CLIENT_NOISE: &str = "actix_http::h1::dispatcher=off";
+
 /// The filter for `directive`, or the fallback filter and the reason it was needed.
 fn env_filter(directive: &str) -> (EnvFilter, Option<ParseError>) {
-    match EnvFilter::try_new(directive) {
+    let with_quiet = |d: &str| {
+        if d.contains("actix_http") {
+            d.to_owned()
+        } else {
+            format!("{d},{CLIENT_NOISE}")
+        }
+    };
+    match EnvFilter::try_new(with_quiet(directive)) {
         Ok(filter) => (filter, None),
-        Err(error) => (EnvFilter::new(FALLBACK_FILTER), Some(error)),
+        Err(error) => (EnvFilter::new(with_quiet(FALLBACK_FILTER)), Some(error)),
     }
 }
 
@@ -59,7 +73,15 @@ mod tests {
     fn invalid_directive_falls_back_to_info_and_reports_why() {
         let (filter, error) = env_filter("robsond=loud");
         assert!(error.is_some());
-        assert_eq!(filter.to_string(), "info");
+        let shown = filter.to_string();
+        assert!(shown.split(',').any(|d| d == "info"), "{shown}");
+    }
+
+    #[test]
+    fn the_http_codec_is_silenced_unless_the_directive_names_it() {
+        let quiet = |d| env_filter(d).0.to_string().contains(CLIENT_NOISE);
+        assert!(quiet("info") && quiet("robsond=debug") && quiet("robsond=loud"));
+        assert!(!quiet("info,actix_http=debug"));
     }
 
     #[test]

@@ -61,15 +61,96 @@ fn empty_optional_variables_count_as_unset() {
 fn missing_database_url_names_the_variable_and_an_example() {
     for vars in [vec![], vec![("DATABASE_URL".to_owned(), " ".to_owned())]] {
         let err = Config::from_vars(vars).expect_err("required").to_string();
-        let url = "postgres://user:password@host:5432/robson";
         assert_eq!(
             err,
-            format!(
-                "invalid configuration: DATABASE_URL is required (a PostgreSQL URL such as {url})"
-            )
+            format!("invalid configuration: DATABASE_URL is required ({DATABASE_URL_FORM})")
+        );
+        assert!(
+            err.contains("postgres://user:password@host:5432/robson"),
+            "{err}"
         );
     }
     assert!(DatabaseConfig::from_vars([]).is_err());
+}
+
+/// The error for DATABASE_URL=`url`, checked to name the variable, to hide
+/// the value and to stay on one line.
+fn url_error(url: &str) -> String {
+    let err = error(&[("DATABASE_URL", url)]);
+    assert!(
+        err.starts_with("invalid configuration: DATABASE_URL=(value hidden) is not valid: "),
+        "{url}: {err}"
+    );
+    assert!(
+        err.contains("expected a PostgreSQL URL such as"),
+        "{url}: {err}"
+    );
+    assert!(
+        !err.contains("hunter2") && !err.contains('\n'),
+        "{url}: {err}"
+    );
+    err
+}
+
+#[test]
+fn database_urls_that_do_not_parse_are_refused_with_the_reason() {
+    let cases = [
+        ("postgres://user:hunter2 x@/", "unencoded space"),
+        (
+            "postgres://user:hunter2@db:99999/robson",
+            "port is not a number from 1 to 65535",
+        ),
+        ("postgres://user:hunter2@db:+5432/robson", "port"),
+        ("postgres://user:hunter2@db:0/robson", "port"),
+        ("postgres://user:hunter2@db:/robson", "port"),
+        ("postgres://user:hunter2@db:54x2/robson", "port"),
+        ("postgres://user:hunter2@/robson", "host is empty"),
+        ("postgres://user:hunter2@:5432/robson", "host is empty"),
+        ("postgres://:5432/robson", "host is empty"),
+        ("postgres://user:hunter2%zz@db/robson", "'%'"),
+        ("postgres://user:hunter2@db/robson%", "'%'"),
+        ("postgres://user:hunter2@db/ro\tbson", "control character"),
+        ("postgres://user:hunter2@db1:5432,db2:5432/robson", "port"),
+        ("postgres://user:hunter2@[::1/robson", "IPv6"),
+        (
+            "postgres://user:hunter2@db/robson?sslmode=sometimes",
+            "does not parse",
+        ),
+        (
+            "postgres://user:hunter2@db/robson?port=high",
+            "does not parse",
+        ),
+        ("postgres://user:hunter2%FF@db/robson", "does not parse"),
+        ("mysql://user:hunter2@db/robson", "postgres://"),
+        ("postgres://", "neither a server nor a database"),
+        (
+            "postgres://user@/robson?host=/run/postgresql",
+            "host is empty",
+        ),
+    ];
+    for (url, reason) in cases {
+        let err = url_error(url);
+        assert!(err.contains(reason), "{url}: {err}");
+    }
+}
+
+#[test]
+fn database_urls_in_every_form_libpq_documents_are_accepted() {
+    for url in [
+        URL,
+        "postgresql://robson@db.internal/robson",
+        "postgres://db.internal",
+        "postgres://robson:p%40ss%20word@127.0.0.1:5432/robson",
+        "postgres://robson@[::1]:5432/robson",
+        "postgres:///robson",
+        "postgres:///robson?host=/run/postgresql",
+        "postgres:///robson?host=/run/postgresql&user=robson",
+        "postgres://%2Frun%2Fpostgresql/robson",
+        "postgres://db:65535/robson?sslmode=verify-full&application_name=robsond",
+    ] {
+        let db = DatabaseConfig::from_vars([("DATABASE_URL".into(), url.into())]);
+        assert!(db.is_ok(), "{url}: {:?}", db.err().map(|e| e.to_string()));
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! endpoints query the database.
 
 mod admin;
+pub mod error;
 mod health;
 mod streams;
 
@@ -39,6 +40,8 @@ pub fn serve(ctx: HttpContext, addr: SocketAddr) -> std::io::Result<(Server, Soc
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .configure(error::configure)
+            .wrap(error::json_errors())
             .wrap(tracing_actix_web::TracingLogger::default())
             .route("/health", web::get().to(health::health))
             .route("/health/live", web::get().to(health::live))

@@ -1,8 +1,10 @@
 //! `GET /streams?after=KEY&limit=N`: per-stream progress, paged by key.
+//! Bad parameters are 400 (see `error`), checked before any query runs.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::error::{self, ApiError};
 use super::HttpContext;
 
 #[derive(Debug, Deserialize)]
@@ -42,25 +44,30 @@ pub async fn page(
     .await
 }
 
-pub async fn list(ctx: web::Data<HttpContext>, q: web::Query<Page>) -> HttpResponse {
+/// `after` is a stream key (empty or absent: from the first stream); `limit`
+/// 1 to 1000, 100 when absent.
+pub async fn list(
+    ctx: web::Data<HttpContext>,
+    q: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return HttpResponse::BadRequest().json(serde_json::json!({
-            "error": format!("limit must be between 1 and {MAX_PAGE}")
-        }));
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
-    match page(&ctx.pool, q.after.as_deref(), limit).await {
-        Ok(streams) => {
-            let next_after = if streams.len() as i64 == limit {
-                streams.last().map(|s| s.stream_key.clone())
-            } else {
-                None
-            };
-            HttpResponse::Ok().json(serde_json::json!({
-                "streams": streams,
-                "next_after": next_after,
-            }))
-        }
-        Err(err) => super::admin::internal_error(&err),
+    let after = q.after.as_deref().filter(|a| !a.is_empty());
+    if let Some(after) = after {
+        error::stream_key("after", after)?;
     }
+    let streams = page(&ctx.pool, after, limit).await?;
+    let next_after = if streams.len() as i64 == limit {
+        streams.last().map(|s| s.stream_key.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "streams": streams,
+        "next_after": next_after,
+    })))
 }

@@ -1,6 +1,7 @@
 //! The admin endpoints (SPEC §4.4): a bearer token is required (401 without
-//! it or with a wrong one), and they do not exist (404) when no token is
-//! configured.
+//! it or with a wrong one; the scheme in any case), 404 for a stream the
+//! daemon does not know, 409 for one that is not parked, and 404 saying that
+//! admin is off when no token is configured. Every error is JSON `{error}`.
 
 use robson_eventlog::testing::TestDb;
 use serde_json::Value;
@@ -11,11 +12,18 @@ use crate::support::{http, wait_for_stream, Daemon};
 
 const TOKEN: &str = "admin-token-4f9c2e7a1b";
 
-/// Sends `request` and returns its status and body text.
+/// Sends `request` and returns its status and body text; an error status
+/// must come with a JSON `{error}` body.
 async fn send(request: reqwest::RequestBuilder) -> (u16, String) {
     let response = request.send().await.expect("an HTTP answer");
     let status = response.status().as_u16();
-    (status, response.text().await.expect("a body"))
+    let body = response.text().await.expect("a body");
+    if status >= 400 {
+        let json: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{status} with a body that is not JSON: {body:?}: {e}"));
+        assert!(json["error"].is_string(), "{status}: {body}");
+    }
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,6 +53,12 @@ async fn admin_endpoints_need_the_bearer_token_and_resume_parked_streams() {
         );
         bodies.push(body);
     }
+    // RFC 7235: the scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let auth = format!("{scheme} {TOKEN}");
+        let (status, body) = send(client.get(&parked).header("Authorization", auth)).await;
+        assert_eq!(status, 200, "scheme {scheme}: {body}");
+    }
     let (status, body) = send(client.get(&parked).bearer_auth(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     let listed: Value = serde_json::from_str(&body).expect("JSON");
@@ -60,11 +74,17 @@ async fn admin_endpoints_need_the_bearer_token_and_resume_parked_streams() {
     bodies.push(body);
     wait_for_stream(&db.pool, &mut daemon, &skipped, LAST_SEQ, 3_i64).await;
     let (status, body) = send(client.post(&skip).bearer_auth(TOKEN)).await;
-    assert!(
-        (400..500).contains(&status),
-        "skipping a stream that is not parked: {status} {body}"
-    );
+    assert_eq!(status, 409, "skipping a stream that is not parked: {body}");
     bodies.push(body);
+    let unknown = format!("order:{}", Uuid::new_v4());
+    for action in ["retry", "skip"] {
+        let url = daemon.url(&format!("/admin/streams/{unknown}/{action}"));
+        let (status, body) = send(client.post(&url).bearer_auth(TOKEN)).await;
+        assert_eq!(
+            status, 404,
+            "{action} of a stream the daemon does not know: {body}"
+        );
+    }
 
     let retry = daemon.url(&format!("/admin/streams/{retried}/retry"));
     let (status, body) = send(client.post(&retry).bearer_auth(TOKEN)).await;
@@ -81,7 +101,7 @@ async fn admin_endpoints_need_the_bearer_token_and_resume_parked_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
-async fn without_a_configured_token_the_admin_endpoints_do_not_exist() {
+async fn without_a_configured_token_the_admin_endpoints_answer_404_saying_they_are_off() {
     let db = TestDb::new().await;
     let mut daemon = Daemon::start(&db.url, &[]).await;
     let client = http();
@@ -97,6 +117,10 @@ async fn without_a_configured_token_the_admin_endpoints_do_not_exist() {
     for request in requests {
         let (status, body) = send(request).await;
         assert_eq!(status, 404, "{body}");
+        assert!(
+            body.contains("ROBSON_ADMIN_TOKEN"),
+            "says how to turn admin on: {body}"
+        );
     }
     daemon.stop().await;
 }

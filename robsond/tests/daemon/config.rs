@@ -74,6 +74,93 @@ async fn each_invalid_setting_stops_the_daemon_with_exit_2_and_one_line_naming_i
     }
 }
 
+/// DATABASE_URLs that do not parse as PostgreSQL URLs, each with the
+/// password in it: an unencoded space, a port beyond 65535, an empty host
+/// after the credentials, a stray `%`.
+const MALFORMED_URLS: [&str; 4] = [
+    "postgres://robson:s3cr3tP4ss x@/",
+    "postgres://robson:s3cr3tP4ss@127.0.0.1:99999/robson",
+    "postgres://robson:s3cr3tP4ss@/robson",
+    "postgres://robson:s3cr3tP4ss%zz@127.0.0.1/robson",
+];
+
+/// Runs `robsond ARGS` with `env` and checks the configuration-error
+/// contract: exit 2, nothing on stdout, one line on stderr naming `var`,
+/// no secret printed.
+async fn assert_config_error(args: &[&str], env: &[(&str, &str)], var: &str) {
+    let out = robsond_within(CONFIG_CHECK_LIMIT, args, env).await;
+    let (stdout, stderr) = texts(&out);
+    let case = format!("robsond {args:?} with {env:?}");
+    assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{case}: one line on stderr, got {stderr:?}");
+    assert!(
+        lines[0].contains(var),
+        "{case}: the line names {var}: {stderr:?}"
+    );
+    assert_eq!(stdout, "", "{case}: nothing on stdout");
+    assert!(
+        !stderr.contains(PASSWORD),
+        "{case}: the password is printed: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_database_url_exits_2_naming_it_for_every_subcommand() {
+    let tenant = Uuid::new_v4().to_string();
+    let append = [
+        "append",
+        "--tenant",
+        &tenant,
+        "--stream",
+        "order:1",
+        "--type",
+        "X",
+        "--payload",
+        "{}",
+    ];
+    let commands: [&[&str]; 14] = [
+        &[],
+        &["run"],
+        &["migrate"],
+        &["status"],
+        &["status", "--json"],
+        &append,
+        &["generate", "--orders", "1"],
+        &["streams", "parked"],
+        &["streams", "retry", "order:1"],
+        &["streams", "skip", "order:1"],
+        &["snapshot"],
+        &["rebuild"],
+        &["verify"],
+        // With DATABASE_URL set, dev uses it and starts no PostgreSQL.
+        &["dev"],
+    ];
+    for url in MALFORMED_URLS {
+        for args in commands {
+            assert_config_error(args, &[("DATABASE_URL", url)], "DATABASE_URL").await;
+        }
+    }
+    // The database-only commands read the pool size too; rebuild and verify
+    // the daemon's batch size and poison policy.
+    let pool_size = [
+        ("DATABASE_URL", UNREACHABLE),
+        ("ROBSON_DB_MAX_CONNECTIONS", "1"),
+    ];
+    for args in [
+        &["migrate"][..],
+        &["status"],
+        &["streams", "parked"],
+        &["snapshot"],
+    ] {
+        assert_config_error(args, &pool_size, "ROBSON_DB_MAX_CONNECTIONS").await;
+    }
+    let batch = [("DATABASE_URL", UNREACHABLE), ("ROBSON_BATCH_SIZE", "0")];
+    for args in [&["rebuild"][..], &["verify"]] {
+        assert_config_error(args, &batch, "ROBSON_BATCH_SIZE").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_password_is_never_printed_while_the_database_is_unreachable() {
     let mut daemons: Vec<(&str, Daemon)> = ["text", "json"]

@@ -14,6 +14,7 @@
 //! server every test shares.
 
 mod admin;
+mod adversarial;
 mod config;
 mod crash;
 mod fixture;

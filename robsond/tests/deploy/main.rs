@@ -229,9 +229,16 @@ fn systemd_stop_timeout_exceeds_the_drain_timeout() {
         config.shutdown_timeout
     );
     assert_eq!(unit_setting(&unit, "KillSignal"), "SIGTERM");
+    // Migrate, then exec the daemon: one main process, whose exit code 2
+    // (configuration) RestartPreventExitStatus= sees, for migrate as for run.
     assert_eq!(
         unit_setting(&unit, "ExecStart"),
-        "/usr/local/bin/robsond run"
+        "/bin/sh -c '/usr/local/bin/robsond migrate && exec /usr/local/bin/robsond run'"
+    );
+    assert_eq!(unit_setting(&unit, "RestartPreventExitStatus"), "2");
+    assert!(
+        !unit.lines().any(|l| l.trim().starts_with("ExecStartPre=")),
+        "RestartPreventExitStatus= does not apply to ExecStartPre= commands"
     );
     assert_eq!(
         unit_setting(&unit, "EnvironmentFile"),
