@@ -18,6 +18,7 @@ mod config;
 mod crash;
 mod fixture;
 mod generate;
+mod hostile;
 mod http;
 mod instances;
 mod notify;
