@@ -361,3 +361,74 @@ async fn migrating_a_database_made_by_001_to_005_makes_its_append_refuse_hostile
         report.newly_applied
     );
 }
+
+/// A payload whose deepest chain has `depth` levels, each an object or an
+/// array as `shape` says, with siblings and strings full of brackets.
+fn shaped(depth: usize, shape: &[(bool, String)]) -> Value {
+    let mut v = json!("leaf");
+    for i in (1..depth).rev() {
+        let (is_object, noise) = &shape[i % shape.len()];
+        v = if *is_object {
+            json!({ "k": v, format!("n{noise}"): noise })
+        } else {
+            json!([noise, v, 1])
+        };
+    }
+    json!({ "x": v, "s": "[[[{{{" })
+}
+
+/// The three measures of depth (Rust before appending, SQL `append_event`,
+/// the reader's scan of the stored text) agree on every shape around 64.
+#[test]
+#[ignore = "needs PostgreSQL"]
+fn rust_sql_and_the_reader_agree_on_which_payloads_nest_too_deep() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use robson_eventlog::rules::nests_deeper_than;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let db = rt.block_on(TestDb::new());
+    let strategy = (
+        60_usize..70,
+        prop::collection::vec((any::<bool>(), "[\\[\\]{}\"a-z]{0,6}"), 1..8),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 120,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&strategy, |(depth, shape)| {
+        let payload = shaped(depth, &shape);
+        let rust = nests_deeper_than(&payload, 64);
+        prop_assert_eq!(rust, depth > 64, "Rust, depth {}", depth);
+        let stored: Result<String, sqlx::Error> = rt.block_on(
+            sqlx::query_scalar("SELECT $1::jsonb::text")
+                .bind(payload.to_string())
+                .fetch_one(&db.pool),
+        );
+        let text = stored.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let read = robson_eventlog::payload::decode(&text);
+        prop_assert_eq!(read.is_err(), rust, "reader, depth {}: {:?}", depth, read);
+        let appended = rt.block_on(
+            sqlx::query("SELECT * FROM append_event($1, $2, 'T', $3::jsonb)")
+                .bind(Uuid::new_v4())
+                .bind(order_stream())
+                .bind(&text)
+                .execute(&db.pool),
+        );
+        match appended {
+            Ok(_) => prop_assert!(!rust, "SQL accepted depth {}", depth),
+            Err(e) => {
+                let (code, message) = sqlstate(&e);
+                prop_assert!(rust, "SQL refused depth {}: {}", depth, message);
+                prop_assert_eq!(code, "22023");
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
