@@ -1,7 +1,9 @@
 //! Appending: the Rust side of the one append path. Both functions call the
-//! SQL function `append_event` (migrations/002), so SQL writers and Rust
-//! writers follow the same rules. The idempotency key is computed here (it
-//! is byte-identical to the SQL computation) to spare the server the work.
+//! SQL function `append_event` (migrations/002, hardened by 006), so SQL
+//! writers and Rust writers follow the same rules; the rules that need no
+//! database are checked here first ([`crate::rules`]), before the payload is
+//! hashed or sent. The idempotency key is computed here (it is
+//! byte-identical to the SQL computation) to spare the server the work.
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -9,6 +11,7 @@ use uuid::Uuid;
 use crate::error::AppendError;
 use crate::event::Event;
 use crate::idempotency::compute_idempotency_key;
+use crate::rules::check_event;
 
 /// What `append_event` reports for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,21 +50,12 @@ fn key_of(event: &Event) -> String {
     })
 }
 
-fn check(event: &Event) -> Result<(), AppendError> {
-    if !event.payload.is_object() {
-        return Err(AppendError::InvalidEvent(
-            "payload must be a JSON object".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Appends one event in the caller's transaction (or autocommit).
 pub async fn append_event<'c>(
     executor: impl PgExecutor<'c>,
     event: &Event,
 ) -> Result<AppendOutcome, AppendError> {
-    check(event)?;
+    check_event(event)?;
     let row: (Uuid, i64, i64, bool) = sqlx::query_as(
         r#"
         SELECT event_id, seq, global_position, duplicate
@@ -108,7 +102,7 @@ pub async fn append_batch<'c>(
         return Ok(Vec::new());
     }
     for event in events {
-        check(event)?;
+        check_event(event)?;
     }
     let mut tenants = Vec::with_capacity(events.len());
     let mut streams = Vec::with_capacity(events.len());

@@ -1,5 +1,6 @@
 //! Errors of the event log, mapped once from PostgreSQL's SQLSTATEs.
 
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgDatabaseError;
 use uuid::Uuid;
 
@@ -17,7 +18,19 @@ pub enum AppendError {
     /// The stream was first appended to by another tenant (SQLSTATE 42501).
     #[error("stream {stream_key} belongs to another tenant")]
     StreamOwnedByOtherTenant { stream_key: String },
-    /// The event itself is not acceptable (SQLSTATE class 22, or checked in Rust).
+    /// An argument of `append_event` breaks a rule of SPEC §2.2 (SQLSTATE
+    /// 22023, or 22004 for a required null; checked in Rust first):
+    /// `argument` is its name (`p_stream_key`, `p_idempotency_key`, …).
+    #[error("invalid {argument}: {reason}")]
+    InvalidArgument { argument: String, reason: String },
+    /// The payload nests deeper than `limit` levels (SQLSTATE 22023).
+    #[error("invalid p_payload: nests deeper than {limit} levels")]
+    PayloadTooDeep { limit: usize },
+    /// The payload's text is larger than `limit` bytes (SQLSTATE 22023;
+    /// checked by SQL only).
+    #[error("invalid p_payload: larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Any other refusal of the event's data (SQLSTATE class 22).
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     /// Any other database failure.
@@ -49,10 +62,57 @@ impl AppendError {
                     .unwrap_or(stream_key)
                     .to_owned(),
             },
-            code if code.starts_with("22") => AppendError::InvalidEvent(pg.message().to_owned()),
+            code if code.starts_with("22") => refused_argument(pg.message()),
             _ => AppendError::Database(err),
         }
     }
+}
+
+/// The domain error of a 22xxx raised by `append_event`, whose messages read
+/// `append_event: <argument> <reason>`.
+fn refused_argument(message: &str) -> AppendError {
+    let parsed = message
+        .strip_prefix("append_event: ")
+        .and_then(|rest| rest.split_once(' '))
+        .filter(|(argument, _)| argument.starts_with("p_"));
+    let Some((argument, reason)) = parsed else {
+        return AppendError::InvalidEvent(message.to_owned());
+    };
+    let limit = |prefix: &str, suffix: &str| {
+        reason
+            .strip_prefix(prefix)?
+            .strip_suffix(suffix)?
+            .parse::<usize>()
+            .ok()
+    };
+    if argument == "p_payload" {
+        if let Some(limit) = limit("nests deeper than ", " levels") {
+            return AppendError::PayloadTooDeep { limit };
+        }
+        if let Some(limit) = limit("is larger than ", " bytes") {
+            return AppendError::PayloadTooLarge { limit };
+        }
+    }
+    AppendError::InvalidArgument {
+        argument: argument.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Why a stored payload could not be decoded by a reader of the log (see
+/// [`crate::payload`]). It travels on the event's envelope: the event is a
+/// poison event of its stream, the rest of the read is unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum PayloadError {
+    /// Containers nested deeper than `limit` levels.
+    #[error("payload could not be decoded: nests deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    /// Text of `bytes` bytes, more than `limit`.
+    #[error("payload could not be decoded: {bytes} bytes, larger than the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+    /// Not JSON the reader can parse (the parser's reason).
+    #[error("payload could not be decoded: {0}")]
+    Malformed(String),
 }
 
 /// The stream named by the 42501 message `append_event` raises.
@@ -102,6 +162,29 @@ mod tests {
             refused_stream("permission denied for table event_log"),
             None
         );
+    }
+
+    #[test]
+    fn refusals_are_mapped_to_the_argument_they_name() {
+        assert!(matches!(
+            refused_argument("append_event: p_payload nests deeper than 64 levels"),
+            AppendError::PayloadTooDeep { limit: 64 }
+        ));
+        assert!(matches!(
+            refused_argument("append_event: p_payload is larger than 1048576 bytes"),
+            AppendError::PayloadTooLarge { limit: 1_048_576 }
+        ));
+        match refused_argument("append_event: p_stream_key must not contain control characters") {
+            AppendError::InvalidArgument { argument, reason } => {
+                assert_eq!(argument, "p_stream_key");
+                assert_eq!(reason, "must not contain control characters");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            refused_argument("invalid input syntax for type json"),
+            AppendError::InvalidEvent(_)
+        ));
     }
 
     #[test]

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::PayloadError;
+
 /// Who produced an event (`event_log.actor_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActorType {
@@ -101,7 +103,11 @@ pub struct EventEnvelope {
     /// `global_position` it gives the commit-safe reading order.
     pub tx_id: i64,
     pub event_type: String,
-    pub payload: serde_json::Value,
+    /// The decoded payload, or why this event's payload could not be
+    /// decoded (too deep, too large, malformed): a reader handles that
+    /// event as a poison event of its stream; the other events of the read
+    /// are not affected.
+    pub payload: Result<serde_json::Value, PayloadError>,
     pub payload_schema_version: i32,
     pub occurred_at: DateTime<Utc>,
     pub ingested_at: DateTime<Utc>,

@@ -7,9 +7,11 @@ use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Position};
 
-/// The columns of an [`EventEnvelope`], `tx_id` as a plain number.
+/// The columns of an [`EventEnvelope`], `tx_id` as a plain number and the
+/// payload as text: it is decoded per event ([`crate::payload::decode`]),
+/// so that one undecodable payload cannot fail the whole statement.
 const COLUMNS: &str = "event_id, tenant_id, stream_key, seq, global_position, \
-     tx_id::text::int8 AS tx_id, event_type, payload, payload_schema_version, occurred_at, \
+     tx_id::text::int8 AS tx_id, event_type, payload::text AS payload, payload_schema_version, occurred_at, \
      ingested_at, idempotency_key, trace_id, causation_id, command_id, workflow_id, \
      actor_type, actor_id";
 
@@ -34,7 +36,7 @@ pub struct EventRow {
     global_position: i64,
     tx_id: i64,
     event_type: String,
-    payload: sqlx::types::Json<serde_json::Value>,
+    payload: String,
     payload_schema_version: i32,
     occurred_at: DateTime<Utc>,
     ingested_at: DateTime<Utc>,
@@ -57,7 +59,7 @@ impl From<EventRow> for EventEnvelope {
             global_position: r.global_position,
             tx_id: r.tx_id,
             event_type: r.event_type,
-            payload: r.payload.0,
+            payload: crate::payload::decode(&r.payload),
             payload_schema_version: r.payload_schema_version,
             occurred_at: r.occurred_at,
             ingested_at: r.ingested_at,

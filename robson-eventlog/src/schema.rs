@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("003_projections.sql"),
     migration!("004_snapshots.sql"),
     migration!("005_daemon_state.sql"),
+    migration!("006_append_hostile_input.sql"),
 ];
 
 /// Arbitrary constant serialising concurrent migrators (several pods starting).

@@ -116,6 +116,53 @@ async fn ensure_template(conn: &mut PgConnection, admin: &str, template: &str) {
         .expect("unlock");
 }
 
+/// Writes one committed event straight into the tables, bypassing every
+/// check of `append_event`, as a writer from before migrations/006 (or one
+/// with direct table access) could have: `payload` is JSON text, parsed by
+/// PostgreSQL only. The stream is created (owned by `tenant_id`) or its head
+/// advanced, the key row written, and the daemon notified, so that readers
+/// see an ordinary event with the next seq. Returns that seq.
+pub async fn insert_unchecked(
+    pool: &PgPool,
+    tenant_id: uuid::Uuid,
+    stream_key: &str,
+    event_type: &str,
+    payload: &str,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO event_streams AS s (stream_key, tenant_id, last_seq) VALUES ($1, $2, 1)
+         ON CONFLICT (stream_key) DO UPDATE SET last_seq = s.last_seq + 1
+         RETURNING s.last_seq",
+    )
+    .bind(stream_key)
+    .bind(tenant_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "WITH e AS (
+             INSERT INTO event_log (tenant_id, stream_key, seq, event_type, payload,
+                                    occurred_at, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, now(), 'unchecked_' || gen_random_uuid())
+             RETURNING idempotency_key, event_id, stream_key, seq, global_position, ingested_at)
+         INSERT INTO event_log_keys (idempotency_key, event_id, stream_key, seq,
+                                     global_position, ingested_at)
+         SELECT * FROM e",
+    )
+    .bind(tenant_id)
+    .bind(stream_key)
+    .bind(seq)
+    .bind(event_type)
+    .bind(payload)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify('robson_events', '')")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

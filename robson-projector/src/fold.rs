@@ -131,7 +131,7 @@ impl Tables {
 
     /// Validates and applies one event. On error nothing changes.
     pub fn apply(&mut self, event: &EventEnvelope) -> Result<Applied, ProjectionError> {
-        let command = rules::parse(&event.event_type, &event.payload, event.tenant_id)?;
+        let command = rules::parse_event(event)?;
         match command {
             Some(command) => self.apply_command(&command, &Stamp::of(event)),
             None => Ok(Applied::Unhandled),

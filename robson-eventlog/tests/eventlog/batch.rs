@@ -141,7 +141,7 @@ async fn a_failure_in_the_middle_of_a_batch_appends_nothing() {
     ];
     assert!(matches!(
         append_batch(&db.pool, &invalid).await,
-        Err(AppendError::InvalidEvent(_))
+        Err(AppendError::InvalidArgument { ref argument, .. }) if argument == "p_payload"
     ));
     assert_eq!(image().await, before, "nothing may be written");
     assert!(append_batch(&db.pool, &[])

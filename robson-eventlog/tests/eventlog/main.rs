@@ -9,6 +9,7 @@ mod batch;
 mod commit_order;
 mod concurrency;
 mod golden;
+mod hostile;
 mod idempotency;
 mod idempotency_key;
 mod migrations;

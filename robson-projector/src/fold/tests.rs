@@ -92,7 +92,7 @@ fn an_invalid_and_conflicting_event_is_an_invalid_payload() {
     let mut tables = Tables::default();
     tables.apply(&submit_event(1)).expect("submitted");
     let mut again = submit_event(2);
-    again.payload = with(&again.payload, "quantity", r#""-1""#);
+    again.payload = again.payload.map(|p| with(&p, "quantity", r#""-1""#));
     assert!(is_invalid(tables.apply(&again)));
 }
 
@@ -145,10 +145,22 @@ fn unhandled_events_change_no_row() {
 fn keys_cover_the_row_each_command_targets() {
     let mut keys = Keys::default();
     let submit = submit_event(1);
-    let command = rules::parse(&submit.event_type, &submit.payload, TENANT)
-        .ok()
-        .flatten()
-        .expect("command");
+    let command = rules::parse_event(&submit).ok().flatten().expect("command");
     keys.add(&command, TENANT);
     assert_eq!(keys.orders.iter().next(), Some(&order_key()));
+}
+
+#[test]
+fn an_event_whose_payload_could_not_be_decoded_is_an_invalid_payload() {
+    let mut tables = Tables::default();
+    let mut huge = submit_event(1);
+    huge.payload = Err(robson_eventlog::PayloadError::TooLarge {
+        bytes: 5_000_000,
+        limit: 1_048_576,
+    });
+    assert!(is_invalid(tables.apply(&huge)));
+    let mut deep = event("signal:1", 1, "DECISION_PROPOSED", json("{}"));
+    deep.payload = Err(robson_eventlog::PayloadError::TooDeep { limit: 64 });
+    assert!(is_invalid(tables.apply(&deep)), "unhandled types too");
+    assert_eq!(tables.rows_changed(), 0);
 }

@@ -72,6 +72,17 @@ pub const HANDLED_TYPES: [&str; 12] = [
     "STRATEGY_DISABLED",
 ];
 
+/// Validates a stored event: its payload must have been decoded (one that
+/// could not be, whatever its type, is an invalid payload, so its stream
+/// parks or skips it like any poison event), then as [`parse`] says.
+pub fn parse_event(event: &EventEnvelope) -> Result<Option<Command>, ProjectionError> {
+    let payload = event
+        .payload
+        .as_ref()
+        .map_err(|err| ProjectionError::InvalidPayload(err.to_string()))?;
+    parse(&event.event_type, payload, event.tenant_id)
+}
+
 /// Validates an event's payload: `Ok(None)` for an unhandled type (it changes
 /// nothing), an invalid payload for any breach of the type's payload rules,
 /// including a payload `tenant_id` that is not the envelope's.

@@ -74,7 +74,7 @@ pub fn event(stream_key: &str, seq: i64, event_type: &str, payload: Value) -> Ev
         global_position: seq,
         tx_id: seq,
         event_type: event_type.to_string(),
-        payload,
+        payload: Ok(payload),
         payload_schema_version: 1,
         occurred_at: stamp.occurred_at,
         ingested_at: stamp.occurred_at,

@@ -126,11 +126,10 @@ impl<'a> Plan<'a> {
             .flat_map(|(_, events)| events.into_values());
         events
             .map(|(event, from_batch)| {
-                let command = rules::parse(&event.event_type, &event.payload, event.tenant_id)
-                    .map_err(|err| match err {
-                        ProjectionError::InvalidPayload(text) => text,
-                        other => other.to_string(),
-                    });
+                let command = rules::parse_event(&event).map_err(|err| match err {
+                    ProjectionError::InvalidPayload(text) => text,
+                    other => other.to_string(),
+                });
                 Step {
                     event,
                     from_batch,

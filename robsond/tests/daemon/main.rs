@@ -19,6 +19,7 @@ mod config;
 mod crash;
 mod fixture;
 mod generate;
+mod hostile;
 mod http;
 mod instances;
 mod notify;

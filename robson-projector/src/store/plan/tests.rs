@@ -249,3 +249,31 @@ fn a_database_refusal_dead_letters_the_step_like_a_rule_error() {
         (1, 0)
     );
 }
+
+#[test]
+fn an_undecodable_payload_is_dead_lettered_as_invalid_whatever_its_type() {
+    let mut deep = event("signal:deep", 1, "DECISION_PROPOSED", json("{}"));
+    deep.payload = Err(robson_eventlog::PayloadError::TooDeep { limit: 64 });
+    let batch = [
+        deep,
+        event("signal:deep", 2, "DECISION_PROPOSED", json("{}")),
+        submit("order:b", 1, B),
+    ];
+    let (outcome, moved) = run(
+        &batch,
+        &progress(&[("signal:deep", 0, None), ("order:b", 0, None)]),
+        PoisonPolicy::Park,
+    );
+    assert_eq!((outcome.applied, outcome.held), (1, 1));
+    let dead = &outcome.dead_lettered[0];
+    assert_eq!(
+        (dead.seq, dead.error_kind, dead.error.as_str()),
+        (
+            1,
+            ErrorKind::InvalidPayload,
+            "payload could not be decoded: nests deeper than 64 levels"
+        )
+    );
+    assert_eq!(outcome.newly_parked, vec!["signal:deep".to_string()]);
+    assert!(moved.iter().any(|p| p.stream_key == "order:b"));
+}
