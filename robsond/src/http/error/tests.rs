@@ -6,19 +6,16 @@ use actix_web::test as web_test;
 use actix_web::App;
 
 #[test]
-fn stream_keys_with_control_characters_or_beyond_200_characters_are_refused() {
-    for bad in [
-        "",
-        "a\0b",
-        "line\nbreak",
-        "tab\t",
-        "\u{7f}",
-        &"k".repeat(201),
-    ] {
+fn stream_keys_that_are_empty_hold_nul_or_exceed_200_characters_are_refused() {
+    for bad in ["", "a\0b", "\0", &"k".repeat(201)] {
         let err = stream_key("key", bad).expect_err(bad);
         assert_eq!(err.status_code(), StatusCode::BAD_REQUEST, "{bad:?}");
     }
+    // Control characters other than NUL pass: old keys may hold them.
     for good in [
+        "line\nbreak",
+        "tab\t",
+        "\u{7f}",
         "order:1",
         "o'; DROP TABLE x;--",
         "../..",
