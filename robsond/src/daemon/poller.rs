@@ -128,7 +128,9 @@ async fn run(setup: PollerSetup) {
     let mut stop = setup.stop.requested.subscribe();
     tokio::select! {
         () = read_loop(&setup, &mut listener) => {}
-        // A read or a hand-over in progress has nothing to commit.
+        // Whatever the loop waits for — a read, or a projector that does
+        // not take its batch (stuck in backoff) — has nothing to commit:
+        // the batch is read again on the next start.
         _ = stop.wait_for(|s| *s) => {}
         () = setup.state.lifecycle.aborted() => {}
     }
