@@ -9,7 +9,9 @@
 //!   unit of database work still running is dropped where it stands, inside
 //!   the runtime, so no connection outlives the actor system;
 //! - **layout**: the partition layout in the database differs from the one
-//!   this daemon runs; `app::run` re-creates the daemon for it.
+//!   this daemon runs; `app::run` re-creates the daemon for it;
+//! - **poller wake-up**: a partition was taken (its projector must be fed
+//!   from its checkpoint now, not at the next notification or poll).
 //!
 //! Nothing here decides anything; it only carries the decision to every
 //! loop that must hear it without polling.
@@ -24,6 +26,7 @@ pub struct Lifecycle {
     stop: watch::Sender<bool>,
     abort: watch::Sender<bool>,
     layout: watch::Sender<Option<usize>>,
+    poller: tokio::sync::Notify,
 }
 
 impl Default for Lifecycle {
@@ -32,6 +35,7 @@ impl Default for Lifecycle {
             stop: watch::Sender::new(false),
             abort: watch::Sender::new(false),
             layout: watch::Sender::new(None),
+            poller: tokio::sync::Notify::new(),
         }
     }
 }
@@ -72,6 +76,17 @@ impl Lifecycle {
     /// this daemon runs: re-create the daemon for it.
     pub fn adopt_layout(&self, partitions: usize) {
         self.layout.send_replace(Some(partitions));
+    }
+
+    /// Makes the poller's next (or current) wait end at once.
+    pub fn wake_poller(&self) {
+        self.poller.notify_one();
+    }
+
+    /// Resolves at the next [`Lifecycle::wake_poller`] (or at once for one
+    /// that came while nobody waited).
+    pub async fn poller_woken(&self) {
+        self.poller.notified().await;
     }
 
     /// Resolves with the partition count to adopt, once there is one.

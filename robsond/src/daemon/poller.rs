@@ -276,10 +276,12 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 /// Waits for a notification, or the poll interval.
 async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let m = &setup.metrics;
+    let partition_taken = setup.state.lifecycle.poller_woken();
     let Some(l) = listener.as_mut() else {
         let mut stop = setup.stop.requested.subscribe();
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
+            () = partition_taken => return,
             _ = tokio::time::sleep(setup.poll_interval) => {}
         }
         m.poller_wakeups(WakeupSource::Poll).inc();
@@ -288,6 +290,8 @@ async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>)
     let mut stop = setup.stop.requested.subscribe();
     let woken = tokio::select! {
         _ = stop.wait_for(|s| *s) => return,
+        // A partition was taken: read from its checkpoint now.
+        () = partition_taken => return,
         woken = tokio::time::timeout(setup.poll_interval, l.try_recv()) => woken,
     };
     match woken {

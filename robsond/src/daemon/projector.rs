@@ -220,6 +220,11 @@ impl Actor for Projector {
 
 impl Supervised for Projector {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
+        if self.retired {
+            // An address was still held when it stopped for good: it comes
+            // back idle and ends with its last address; not a restart.
+            return;
+        }
         self.restarting = true;
         self.partition_state()
             .restarts

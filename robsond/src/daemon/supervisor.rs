@@ -138,8 +138,9 @@ impl DaemonSupervisor {
         if let Ok(mut routes) = self.routes.write() {
             routes[partition] = Some(addr);
         }
-        // The poller may be past this checkpoint: make it read again.
+        // The poller may be past this checkpoint: make it read again, now.
         s.state.request_rewind(checkpoint);
+        s.state.lifecycle.wake_poller();
         tracing::info!(partition, from = %checkpoint, "Took partition.");
     }
 
