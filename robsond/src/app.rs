@@ -1,10 +1,11 @@
 //! Building and running the daemon (`robsond run`): connect, prepare the
 //! checkpoints, start the supervisor and the HTTP server in one actix
-//! System, and shut down in order on SIGTERM/SIGINT.
+//! System, and shut down in order on SIGTERM/SIGINT (or re-create the
+//! daemon when the partition layout in the database changes under it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
@@ -18,9 +19,13 @@ use crate::config::{Config, OnPoison};
 use crate::daemon::checkpoint;
 use crate::daemon::retry::Backoff;
 use crate::daemon::state::DaemonState;
-use crate::daemon::supervisor::{DaemonSupervisor, Shutdown, SupervisorSetup};
+use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
+
+/// How long the shutdown waits for the last pool connections to come back,
+/// once every actor has stopped.
+const POOL_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// A started daemon.
 #[derive(Debug)]
@@ -133,19 +138,54 @@ impl Application {
         self.shutdown().await;
     }
 
-    /// Stops reading, lets projectors commit what they hold (within the
-    /// shutdown timeout), then stops the HTTP server.
+    /// Stops reading, lets projectors commit what they hold, then ends every
+    /// actor, the HTTP server and the pool — all within the shutdown timeout,
+    /// in every state (draining, database down, a projector in backoff, a
+    /// statement that does not return), and while the runtime still runs, so
+    /// no connection is dropped outside it (sqlx hands a dropped connection
+    /// to a task of the current runtime).
     pub async fn shutdown(self) {
-        let drained =
-            tokio::time::timeout(self.shutdown_timeout, self.supervisor.send(Shutdown)).await;
+        let deadline = Instant::now() + self.shutdown_timeout;
+        // Kept back from the drain for the steps after it.
+        let reserve = (self.shutdown_timeout / 4).min(Duration::from_secs(3));
+        let left = || deadline.saturating_duration_since(Instant::now());
+        // Backoffs and restart pauses end now: their batches did not commit.
+        self.state.lifecycle.stop();
+        let drained = tokio::time::timeout(
+            self.shutdown_timeout.saturating_sub(reserve),
+            self.supervisor.send(Shutdown),
+        )
+        .await;
         match drained {
             Ok(Ok(())) => tracing::info!("Drained; every batch in flight is committed."),
             _ => tracing::warn!(
                 "Shutdown timeout reached; uncommitted batches will be re-read on the next start."
             ),
         }
-        self.server.stop(true).await;
-        self.pool.close().await;
+        // Abandons what still runs and stops every actor of the daemon.
+        self.state.lifecycle.abort();
+        if tokio::time::timeout(left(), self.supervisor.send(Close))
+            .await
+            .is_err()
+        {
+            tracing::warn!("The actors did not all stop in time.");
+        }
+        if tokio::time::timeout(left(), self.server.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP requests still in progress were cut off.");
+        }
+        // What still holds a connection now is not ours to wait for (a lag
+        // sample or a request waiting for the pool's acquire timeout while
+        // the database is unreachable): the process ends it.
+        let close_wait = left().min(POOL_CLOSE_WAIT);
+        if tokio::time::timeout(close_wait, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::info!("Database connections still in use are cut off.");
+        }
     }
 }
 
@@ -197,19 +237,83 @@ impl Signals {
 }
 
 /// `robsond run`: the daemon, in an actix System, until a signal.
+///
+/// The System is dropped while a spare Tokio runtime is entered: anything
+/// the actors still hold when it goes (in the worst case a connection of a
+/// unit of work that did not end) is then handed to that runtime instead of
+/// panicking for want of one ("this functionality requires a Tokio
+/// context"). The shutdown itself closes every connection before that.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    actix_rt::System::new().block_on(async move {
-        let mut signals = Signals::install()?;
-        let app = tokio::select! {
-            app = Application::build(&config) => app?,
+    crate::daemon::lifecycle::set_configured_partitions(config.partitions);
+    let spare = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("Failed to create a Tokio runtime")?;
+    let entered = spare.enter();
+    let system = actix_rt::System::new();
+    let result = system.block_on(run_daemon(config));
+    drop(system);
+    drop(entered);
+    drop(spare);
+    result
+}
+
+/// What ended a daemon's run.
+enum Ended {
+    Signal(&'static str),
+    /// The database holds a layout of this many partitions.
+    Layout(usize),
+}
+
+/// Runs the daemon until a signal; when the partition layout in the
+/// database changes under it, stops it in order and builds it again for
+/// the new layout (HTTP is down for the moment that takes).
+async fn run_daemon(mut config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
+    let mut rebuilding = false;
+    loop {
+        let built = tokio::select! {
+            app = Application::build(&config) => app,
             which = signals.next() => {
                 // Nothing is in flight yet: there is nothing to drain.
                 tracing::info!(signal = which, "Stopped while starting.");
                 return Ok(());
             }
         };
-        let which = signals.next().await;
-        app.stop_on(which).await;
-        Ok(())
-    })
+        let app = match built {
+            Ok(app) => app,
+            Err(err) if rebuilding => {
+                // E.g. the HTTP port not yet free again: try once more soon.
+                tracing::warn!(error = %format!("{err:#}"), "Could not start the daemon again; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    which = signals.next() => {
+                        tracing::info!(signal = which, "Stopped while starting.");
+                        return Ok(());
+                    }
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        let ended = tokio::select! {
+            which = signals.next() => Ended::Signal(which),
+            n = app.state.lifecycle.layout_changed() => Ended::Layout(n),
+        };
+        match ended {
+            Ended::Signal(which) => {
+                app.stop_on(which).await;
+                return Ok(());
+            }
+            Ended::Layout(partitions) => {
+                tracing::warn!(
+                    from = config.partitions,
+                    to = partitions,
+                    "Re-creating the daemon for the partition layout in the database."
+                );
+                app.shutdown().await;
+                config.partitions = partitions;
+                rebuilding = true;
+            }
+        }
+    }
 }

@@ -7,83 +7,172 @@
 //! Exactly-once does not rest on the checkpoint alone: per-stream progress
 //! filters any re-delivered event, which is what makes restarting from an
 //! older position (e.g. after changing the partition count) harmless.
+//!
+//! The rows also ARE the partition layout: all of them carry one
+//! `partition_count`. Which layout is worked is decided by
+//! `ownership::Ownership::settle_layout`; this module only reads, replaces
+//! and checks it (a batch of another layout cannot commit).
 
 use robson_eventlog::Position;
 use sqlx::{PgConnection, PgPool};
 
-/// Arbitrary constant serialising checkpoint reshaping between instances.
+/// Arbitrary constant serialising layout changes between instances.
 const RESHAPE_LOCK: i64 = 0x726f_6273_6f6e_0002;
 
-/// Makes sure `projection_checkpoints` has exactly the rows 0..partitions and
-/// returns each partition's position. When the partition count changed since
-/// the last run, every new partition starts at the minimum of the old
-/// positions: events between that minimum and an old partition's position are
-/// read again and skipped by the per-stream progress check.
-pub async fn prepare(pool: &PgPool, partitions: usize) -> Result<Vec<Position>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// A checkpoint row of this daemon's layout is gone: the partition count in
+/// the database changed under it (another instance re-shaped it). Not a
+/// database error and not transient: the batch rolls back and the daemon
+/// adopts the new layout instead of retrying.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the partition layout changed under this daemon: partition {partition} of {partitions} \
+     has no checkpoint row (the database's layout is {})",
+    stored.map_or_else(|| "empty".to_owned(), |n| format!("{n} partitions"))
+)]
+pub struct LayoutChanged {
+    pub partition: usize,
+    pub partitions: usize,
+    /// The partition count the database holds now (None: no rows).
+    pub stored: Option<usize>,
+}
+
+/// Why a checkpoint could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// The layout changed: see [`LayoutChanged`].
+    #[error(transparent)]
+    LayoutChanged(#[from] LayoutChanged),
+    /// A database error; `robson_projector::classify` decides.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Takes the lock that serialises layout changes, for the caller's
+/// transaction.
+pub async fn lock_layout(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(RESHAPE_LOCK)
-        .execute(&mut *tx)
+        .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// The partition count of the stored layout, None when there are no rows.
+pub async fn stored_layout(conn: &mut PgConnection) -> Result<Option<usize>, sqlx::Error> {
+    let n: Option<i32> =
+        sqlx::query_scalar("SELECT max(partition_count) FROM projection_checkpoints")
+            .fetch_one(conn)
+            .await?;
+    Ok(n.map(|n| n as usize))
+}
+
+/// Replaces the stored layout with `partitions` rows, inside the caller's
+/// transaction (which holds [`lock_layout`]). Every new partition starts at
+/// the minimum of the old positions: an event not yet applied lies after its
+/// old partition's checkpoint, so after that minimum, and events between the
+/// minimum and an old partition's position are read again and skipped by
+/// the per-stream progress check. A projector of the old layout that commits
+/// concurrently only moves its old row, which this either sees or replaces;
+/// after this commits, no old-layout batch can commit (see [`save`]).
+pub async fn reshape(conn: &mut PgConnection, partitions: usize) -> Result<Position, sqlx::Error> {
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT partition_count, tx_id, global_position FROM projection_checkpoints",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let start = rows
+        .iter()
+        .map(|r| Position {
+            tx_id: r.1,
+            global_position: r.2,
+        })
+        .min()
+        .unwrap_or(Position::START);
+    if let Some(old) = rows.first() {
+        tracing::warn!(
+            old_partitions = old.0,
+            new_partitions = partitions,
+            restart_from = %start,
+            "Partition count changed: every partition restarts from the oldest checkpoint."
+        );
+    }
+    sqlx::query("DELETE FROM projection_checkpoints")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (partition, partition_count, tx_id, global_position)
+         SELECT p, $1, $2, $3 FROM generate_series(0, $1 - 1) AS p",
+    )
+    .bind(partitions as i32)
+    .bind(start.tx_id)
+    .bind(start.global_position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(start)
+}
+
+/// The positions of a layout of `partitions` partitions, one per partition
+/// in order; None when the stored layout is another one.
+pub async fn positions(
+    conn: &mut PgConnection,
+    partitions: usize,
+) -> Result<Option<Vec<Position>>, sqlx::Error> {
     let rows: Vec<(i32, i32, i64, i64)> = sqlx::query_as(
         "SELECT partition, partition_count, tx_id, global_position
            FROM projection_checkpoints ORDER BY partition",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(conn)
     .await?;
     let same_shape = rows.len() == partitions
         && rows
             .iter()
             .enumerate()
             .all(|(i, r)| r.0 as usize == i && r.1 as usize == partitions);
-    if !same_shape {
-        let start = rows
-            .iter()
-            .map(|r| Position {
-                tx_id: r.2,
-                global_position: r.3,
+    Ok(same_shape.then(|| {
+        rows.into_iter()
+            .map(|(_, _, tx_id, global_position)| Position {
+                tx_id,
+                global_position,
             })
-            .min()
-            .unwrap_or(Position::START);
-        if !rows.is_empty() {
-            tracing::warn!(
-                old_partitions = rows.first().map_or(0, |r| r.1),
-                new_partitions = partitions,
-                restart_from = %start,
-                "Partition count changed: every partition restarts from the oldest checkpoint."
-            );
-        }
-        sqlx::query("DELETE FROM projection_checkpoints")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (partition, partition_count, tx_id, global_position)
-             SELECT p, $1, $2, $3 FROM generate_series(0, $1 - 1) AS p",
-        )
-        .bind(partitions as i32)
-        .bind(start.tx_id)
-        .bind(start.global_position)
-        .execute(&mut *tx)
-        .await?;
+            .collect()
+    }))
+}
+
+/// At start: creates the layout of `partitions` partitions when there is
+/// none and returns each partition's position. When the database holds
+/// another layout it is left alone (whether to adopt it or replace it is
+/// decided by the supervisor with the other instances in view, see
+/// `ownership::Ownership::settle_layout`), and every partition is reported
+/// at the oldest stored position, where reading would start.
+pub async fn prepare(pool: &PgPool, partitions: usize) -> Result<Vec<Position>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock_layout(&mut tx).await?;
+    if stored_layout(&mut tx).await?.is_none() {
+        reshape(&mut tx, partitions).await?;
     }
-    let positions: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT tx_id, global_position FROM projection_checkpoints ORDER BY partition",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let positions = match positions(&mut tx, partitions).await? {
+        Some(p) => p,
+        None => {
+            let oldest: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT tx_id, global_position FROM projection_checkpoints
+                  ORDER BY tx_id, global_position LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            let oldest = oldest.map_or(Position::START, |(tx_id, global_position)| Position {
+                tx_id,
+                global_position,
+            });
+            vec![oldest; partitions]
+        }
+    };
     tx.commit().await?;
-    Ok(positions
-        .into_iter()
-        .map(|(tx_id, global_position)| Position {
-            tx_id,
-            global_position,
-        })
-        .collect())
+    Ok(positions)
 }
 
 /// Advances a partition's checkpoint inside the caller's transaction.
-/// Fails (and so rolls the batch back) when the partition layout changed
-/// under this daemon, e.g. another instance started with another count.
+/// Fails with [`LayoutChanged`] (and so rolls the batch back) when the
+/// partition layout changed under this daemon.
 pub async fn save(
     conn: &mut PgConnection,
     partition: usize,
@@ -91,7 +180,7 @@ pub async fn save(
     upto: Position,
     applied: u64,
     owner: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE projection_checkpoints
             SET tx_id = $3, global_position = $4, events_applied = events_applied + $5,
@@ -104,16 +193,18 @@ pub async fn save(
     .bind(upto.global_position)
     .bind(applied as i64)
     .bind(owner)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     if updated == 1 {
         Ok(())
     } else {
-        Err(sqlx::Error::Protocol(format!(
-            "checkpoint row for partition {partition} of {partitions} is missing: \
-             the partition layout changed under this daemon"
-        )))
+        Err(LayoutChanged {
+            partition,
+            partitions,
+            stored: stored_layout(conn).await?,
+        }
+        .into())
     }
 }
 

@@ -4,6 +4,7 @@
 //! these actors own mailboxes, a little state and the wiring.
 
 pub mod checkpoint;
+pub mod lifecycle;
 pub mod monitor;
 pub mod ownership;
 pub mod poller;

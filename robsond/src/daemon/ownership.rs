@@ -1,10 +1,16 @@
 //! Partition ownership among several instances on one database, coordinated
 //! by PostgreSQL session advisory locks on one dedicated connection:
 //!
-//! - every instance holds a SHARED lock on the membership key, so the live
-//!   instances are the holders of that lock (a `kill -9` closes the session
-//!   and the lock goes with it, at once);
-//! - partition p is owned by whoever holds the EXCLUSIVE lock (class, p);
+//! - every instance holds a SHARED lock on the membership key (member class,
+//!   its configured `ROBSON_PARTITIONS`), so the live instances are the
+//!   holders of that class (a `kill -9` closes the session and the lock goes
+//!   with it, at once), and their configured counts are visible;
+//! - partition p of a layout of P partitions is owned by whoever holds the
+//!   EXCLUSIVE lock (partition class, P × 1024 + p): two layouts never share
+//!   a lock key, so an instance still draining an old layout blocks nobody;
+//! - the layout worked is the one in `projection_checkpoints`; it is replaced
+//!   by an instance's configured count only when no live instance is
+//!   configured with it ([`Ownership::settle_layout`]);
 //! - each instance aims at ceil(P / live instances) partitions, takes free
 //!   ones when below, and releases its highest-numbered ones when above (the
 //!   caller drains the projector first, then unlocks).
@@ -22,6 +28,25 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 const MEMBER_CLASS: i32 = 0x524f_4231;
 const PARTITION_CLASS: i32 = 0x524f_4232;
 
+/// Partition numbers are below this (ROBSON_PARTITIONS ≤ 1024).
+const LAYOUT_STRIDE: i64 = 1024;
+
+/// The second key of partition `partition`'s lock in a layout of `partitions`.
+fn partition_key(partitions: usize, partition: usize) -> i32 {
+    // ≤ 1024 × 1024 + 1023: fits an int4.
+    (partitions as i64 * LAYOUT_STRIDE + partition as i64) as i32
+}
+
+/// What a layout check found (see [`Ownership::settle_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The database holds the layout this daemon runs: work it.
+    Work,
+    /// The database holds a layout of this many partitions: re-create the
+    /// daemon for it, and take no partition meanwhile.
+    Adopt(usize),
+}
+
 /// What to change after a rebalancing round.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -35,7 +60,10 @@ pub struct Plan {
 #[derive(Debug)]
 pub struct Ownership {
     conn: PgConnection,
+    /// The layout this daemon runs.
     partitions: usize,
+    /// This instance's ROBSON_PARTITIONS (its membership key).
+    configured: usize,
     owned: BTreeSet<usize>,
     /// Where this instance starts looking for free partitions, so instances
     /// starting together do not all race for partition 0.
@@ -43,14 +71,22 @@ pub struct Ownership {
 }
 
 impl Ownership {
-    /// Opens the coordination session and joins the membership.
-    pub async fn join(url: &str, instance: &str, partitions: usize) -> Result<Self, sqlx::Error> {
+    /// Opens the coordination session and joins the membership as an
+    /// instance configured with `configured` partitions that runs a layout
+    /// of `partitions`.
+    pub async fn join(
+        url: &str,
+        instance: &str,
+        partitions: usize,
+        configured: usize,
+    ) -> Result<Self, sqlx::Error> {
         let options: PgConnectOptions = url.parse()?;
         // The application name lets /health name each partition's owner.
         let name: String = format!("robsond:{instance}").chars().take(63).collect();
         let mut conn = options.application_name(&name).connect().await?;
-        sqlx::query("SELECT pg_advisory_lock_shared($1, 0)")
+        sqlx::query("SELECT pg_advisory_lock_shared($1, $2)")
             .bind(MEMBER_CLASS)
+            .bind(configured as i32)
             .execute(&mut conn)
             .await?;
         let first_choice =
@@ -58,6 +94,7 @@ impl Ownership {
         Ok(Ownership {
             conn,
             partitions,
+            configured,
             owned: BTreeSet::new(),
             first_choice,
         })
@@ -73,12 +110,66 @@ impl Ownership {
             "SELECT count(*) FROM pg_locks
               WHERE locktype = 'advisory' AND granted
                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND classid = $1::int4::oid AND objid = 0 AND objsubid = 2",
+                AND classid = $1::int4::oid AND objsubid = 2",
         )
         .bind(MEMBER_CLASS)
         .fetch_one(&mut self.conn)
         .await?;
         Ok((n as usize).max(1))
+    }
+
+    /// Live instances configured with `partitions` (this one excluded
+    /// unless it is configured so).
+    async fn configured_with(
+        conn: &mut PgConnection,
+        partitions: usize,
+    ) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+              WHERE locktype = 'advisory' AND granted
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND classid = $1::int4::oid AND objid = $2::int4::oid AND objsubid = 2",
+        )
+        .bind(MEMBER_CLASS)
+        .bind(partitions as i32)
+        .fetch_one(conn)
+        .await
+    }
+
+    /// Decides which layout to work, serialised with every other instance's
+    /// decision: the layout in the database wins while a live instance is
+    /// configured with it; when none is (they all stopped, or this is the
+    /// first start), this instance's configured count replaces it. Then
+    /// [`Layout::Work`] when that is the layout this daemon runs, else
+    /// [`Layout::Adopt`]. An empty table gets the configured layout.
+    ///
+    /// The stable outcome of a rolling deploy from P to Q: instances
+    /// configured with Q work P until the last P instance leaves, then the
+    /// layout becomes Q and every instance re-creates its projectors once.
+    pub async fn settle_layout(&mut self) -> Result<Layout, sqlx::Error> {
+        let mut tx = self.conn.begin().await?;
+        super::checkpoint::lock_layout(&mut tx).await?;
+        let mut stored = super::checkpoint::stored_layout(&mut tx).await?;
+        if stored.is_none() {
+            super::checkpoint::reshape(&mut tx, self.configured).await?;
+            stored = Some(self.configured);
+        }
+        let mut layout = stored.unwrap_or(self.configured);
+        if layout != self.configured && Self::configured_with(&mut tx, layout).await? == 0 {
+            tracing::info!(
+                stored = layout,
+                configured = self.configured,
+                "No live instance is configured with the stored partition layout: replacing it."
+            );
+            super::checkpoint::reshape(&mut tx, self.configured).await?;
+            layout = self.configured;
+        }
+        tx.commit().await?;
+        Ok(if layout == self.partitions {
+            Layout::Work
+        } else {
+            Layout::Adopt(layout)
+        })
     }
 
     /// One round: take free partitions up to the fair share, name the
@@ -98,7 +189,7 @@ impl Ownership {
                 }
                 let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                     .bind(PARTITION_CLASS)
-                    .bind(p as i32)
+                    .bind(partition_key(self.partitions, p))
                     .fetch_one(&mut self.conn)
                     .await?;
                 if got {
@@ -117,15 +208,15 @@ impl Ownership {
     pub async fn release(&mut self, partition: usize) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_advisory_unlock($1, $2)")
             .bind(PARTITION_CLASS)
-            .bind(partition as i32)
+            .bind(partition_key(self.partitions, partition))
             .execute(&mut self.conn)
             .await?;
         self.owned.remove(&partition);
         Ok(())
     }
 
-    /// Owner instance of every partition (None when unowned), from the locks
-    /// and the owners' application names.
+    /// Owner instance of every partition of this layout (None when
+    /// unowned), from the locks and the owners' application names.
     pub async fn owners(&mut self) -> Result<Vec<Option<String>>, sqlx::Error> {
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT l.objid::int8, substr(a.application_name, 9)
@@ -138,16 +229,40 @@ impl Ownership {
         .fetch_all(&mut self.conn)
         .await?;
         let mut owners = vec![None; self.partitions];
-        for (p, owner) in rows {
-            if let Some(slot) = owners.get_mut(p as usize) {
+        for (key, owner) in rows {
+            if key / LAYOUT_STRIDE != self.partitions as i64 {
+                continue; // another layout's lock
+            }
+            if let Some(slot) = owners.get_mut((key % LAYOUT_STRIDE) as usize) {
                 *slot = Some(owner);
             }
         }
         Ok(owners)
     }
 
+    /// Ends the session (and with it every lock) in an orderly way.
+    pub async fn close(self) -> Result<(), sqlx::Error> {
+        self.conn.close().await
+    }
+
     /// Checks the session is alive (the locks live and die with it).
     pub async fn ping(&mut self) -> Result<(), sqlx::Error> {
         self.conn.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_of_two_layouts_never_collide() {
+        let mut keys = std::collections::BTreeSet::new();
+        for partitions in [1, 2, 4, 7, 8, 1024] {
+            for p in 0..partitions {
+                assert!(keys.insert(partition_key(partitions, p)));
+            }
+        }
+        assert_eq!(partition_key(1024, 1023), 1024 * 1024 + 1023);
     }
 }

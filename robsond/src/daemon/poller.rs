@@ -4,7 +4,9 @@
 //! every poll interval.
 //!
 //! It never buffers more than one read window: each batch is handed over
-//! with `send().await`, which waits while the projector's mailbox is full.
+//! with `send().await`, which waits while the projector's mailbox is full —
+//! or until the poller is asked to stop, so a projector stuck in backoff
+//! never holds the shutdown (the batch is read again on the next start).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -91,7 +93,7 @@ impl Actor for Poller {
     fn started(&mut self, ctx: &mut Self::Context) {
         let setup = self.setup.clone();
         ctx.spawn(run(setup).into_actor(self).map(|(), act, ctx| {
-            if !act.setup.stop.is_requested() {
+            if !act.setup.stop.is_requested() && !act.setup.state.lifecycle.is_aborted() {
                 tracing::error!("Poller loop ended unexpectedly; restarting it.");
                 ctx.stop();
             }
@@ -118,13 +120,22 @@ impl Handler<StopPolling> for Poller {
     }
 }
 
-/// The read loop. Returns only when asked to stop, after closing its
-/// listener connection (inside the runtime, before the System goes away).
+/// The read loop. Returns only when asked to stop (or when the shutdown
+/// aborts what is still running), after closing its listener connection
+/// (inside the runtime, before the System goes away).
 async fn run(setup: PollerSetup) {
     let mut listener: Option<PgListener> = None;
-    read_loop(&setup, &mut listener).await;
+    let mut stop = setup.stop.requested.subscribe();
+    tokio::select! {
+        () = read_loop(&setup, &mut listener) => {}
+        // Whatever the loop waits for — a read, or a projector that does
+        // not take its batch (stuck in backoff) — has nothing to commit:
+        // the batch is read again on the next start.
+        _ = stop.wait_for(|s| *s) => {}
+        () = setup.state.lifecycle.aborted() => {}
+    }
     drop(listener);
-    if setup.stop.is_requested() {
+    if setup.stop.is_requested() || setup.state.lifecycle.is_aborted() {
         setup.stop.finished.send_replace(true);
     }
 }
@@ -265,10 +276,12 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 /// Waits for a notification, or the poll interval.
 async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let m = &setup.metrics;
+    let partition_taken = setup.state.lifecycle.poller_woken();
     let Some(l) = listener.as_mut() else {
         let mut stop = setup.stop.requested.subscribe();
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
+            () = partition_taken => return,
             _ = tokio::time::sleep(setup.poll_interval) => {}
         }
         m.poller_wakeups(WakeupSource::Poll).inc();
@@ -277,6 +290,8 @@ async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>)
     let mut stop = setup.stop.requested.subscribe();
     let woken = tokio::select! {
         _ = stop.wait_for(|s| *s) => return,
+        // A partition was taken: read from its checkpoint now.
+        () = partition_taken => return,
         woken = tokio::time::timeout(setup.poll_interval, l.try_recv()) => woken,
     };
     match woken {

@@ -7,7 +7,7 @@
 //! `send().await`: memory is bounded whatever the backlog.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,8 @@ use robson_projector::{BatchOutcome, PoisonPolicy};
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use super::checkpoint;
-use super::retry::{Backoff, Failure};
+use super::checkpoint::{self, SaveError};
+use super::retry::{self, Backoff, Failure};
 use super::state::DaemonState;
 use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
 
@@ -65,6 +65,7 @@ impl Handler<Retire> for Projector {
     type Result = ();
 
     fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
         ctx.stop();
     }
 }
@@ -85,6 +86,9 @@ pub struct ProjectorSetup {
     pub policy: PoisonPolicy,
     pub batch_size: usize,
     pub checkpoint: Position,
+    /// Projectors of the daemon not yet stopped for good (this one counts
+    /// itself out once retired).
+    pub live: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
@@ -92,6 +96,13 @@ pub struct Projector {
     setup: ProjectorSetup,
     checkpoint: Position,
     restarting: bool,
+    /// Told to stop for good ([`Retire`]).
+    retired: bool,
+    /// Already counted out of [`ProjectorSetup::live`].
+    counted_out: bool,
+    /// The database's partition layout is not this projector's: a batch
+    /// only re-checks it (the supervisor re-creates the daemon meanwhile).
+    stale_layout: bool,
 }
 
 impl Projector {
@@ -101,6 +112,56 @@ impl Projector {
             setup,
             checkpoint,
             restarting: false,
+            retired: false,
+            counted_out: false,
+            stale_layout: false,
+        }
+    }
+
+    /// Whether batches must be left alone: stopping for good.
+    fn idle(&self) -> bool {
+        self.retired || self.setup.state.lifecycle.is_aborted()
+    }
+
+    /// With a stale layout a batch cannot commit: instead, look whether the
+    /// layout is this projector's again (the supervisor re-creates the
+    /// daemon otherwise) and, if so, go on from the stored checkpoint.
+    fn recheck_layout(&mut self, ctx: &mut Context<Self>) {
+        let setup = self.setup.clone();
+        ctx.wait(
+            async move { stored_checkpoint(&setup).await }
+                .into_actor(self)
+                .map(|loaded, act, _| {
+                    if let Some(pos) = loaded {
+                        act.stale_layout = false;
+                        act.checkpoint = pos;
+                        act.setup.state.request_rewind(pos);
+                        act.partition_state().set_state(RUNNING);
+                    }
+                }),
+        );
+    }
+
+    /// What to do after a unit of work failed: restart for a fatal failure;
+    /// nothing else (a stopping daemon or a changed layout is not cured by a
+    /// restart).
+    fn failed(&mut self, ctx: &mut Context<Self>, failure: Failure, what: &str) {
+        let partition = self.setup.partition;
+        self.setup.state.request_rewind(self.checkpoint);
+        match failure {
+            Failure::Stopped => {
+                tracing::info!(partition, "{what} given up uncommitted: stopping.");
+            }
+            Failure::LayoutChanged(err) => {
+                tracing::warn!(partition, error = %err, "{what} rolled back: the partition layout changed; waiting for the supervisor to adopt it.");
+                self.stale_layout = true;
+                self.partition_state().set_state("layout changed");
+            }
+            Failure::Fatal(_) => {
+                tracing::error!(partition, error = %failure, "{what} failed; the projector will restart.");
+                self.partition_state().set_state(RESTARTING);
+                ctx.stop();
+            }
         }
     }
 
@@ -114,6 +175,11 @@ impl Actor for Projector {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if self.retired {
+            // Restarted only because an address was still held for a
+            // moment: it runs nothing any more.
+            return;
+        }
         // A heartbeat while idle; it stops while a batch is in progress
         // (ctx.wait holds the whole context), so a stuck batch shows.
         ctx.run_interval(Duration::from_millis(500), |act, _| {
@@ -130,9 +196,11 @@ impl Actor for Projector {
         let setup = self.setup.clone();
         let restarts = self.partition_state().restarts.load(Ordering::Relaxed);
         let fut = async move {
-            tokio::time::sleep(Backoff::delay_for(restarts as u32)).await;
-            let rows = checkpoint::load(&setup.pool).await.ok()?;
-            rows.get(setup.partition).map(|r| r.2)
+            let life = &setup.state.lifecycle;
+            if !retry::pause(life, Backoff::delay_for(restarts as u32)).await {
+                return None;
+            }
+            stored_checkpoint(&setup).await
         };
         ctx.wait(fut.into_actor(self).map(|loaded, act, _| {
             if let Some(pos) = loaded {
@@ -141,10 +209,22 @@ impl Actor for Projector {
             act.partition_state().set_state(RUNNING);
         }));
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.retired && !self.counted_out {
+            self.counted_out = true;
+            self.setup.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Supervised for Projector {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
+        if self.retired {
+            // An address was still held when it stopped for good: it comes
+            // back idle and ends with its last address; not a restart.
+            return;
+        }
         self.restarting = true;
         self.partition_state()
             .restarts
@@ -161,6 +241,13 @@ impl Handler<Batch> for Projector {
     type Result = ();
 
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        if self.idle() {
+            return;
+        }
+        if self.stale_layout {
+            self.recheck_layout(ctx);
+            return;
+        }
         let covered = self.checkpoint;
         if batch.from > covered {
             self.setup.state.request_rewind(covered);
@@ -184,15 +271,13 @@ impl Handler<Batch> for Projector {
                 Err(_) => Err(Failure::Fatal("panic while projecting a batch".into())),
             }
         };
-        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(()) => act.checkpoint = upto,
-            Err(failure) => {
-                tracing::error!(partition = act.setup.partition, error = %failure, "Projector failed; it will restart.");
-                act.setup.state.request_rewind(act.checkpoint);
-                act.partition_state().set_state(RESTARTING);
-                ctx.stop();
-            }
-        }));
+        ctx.wait(
+            fut.into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(()) => act.checkpoint = upto,
+                    Err(failure) => act.failed(ctx, failure, "Batch"),
+                }),
+        );
     }
 }
 
@@ -200,12 +285,14 @@ impl Handler<CatchUp> for Projector {
     type Result = ();
 
     fn handle(&mut self, msg: CatchUp, ctx: &mut Self::Context) {
+        if self.idle() {
+            return;
+        }
         let setup = self.setup.clone();
         let fut = async move { catch_up(&setup, &msg.stream_key).await };
         ctx.wait(fut.into_actor(self).map(|result, act, ctx| {
             if let Err(failure) = result {
-                tracing::error!(partition = act.setup.partition, error = %failure, "Catch-up failed; the projector will restart.");
-                ctx.stop();
+                act.failed(ctx, failure, "Catch-up");
             }
         }));
     }
@@ -219,8 +306,20 @@ impl Handler<Drain> for Projector {
     }
 }
 
+/// The partition's committed checkpoint, None when it cannot be read or the
+/// stored layout is not this projector's.
+async fn stored_checkpoint(setup: &ProjectorSetup) -> Option<Position> {
+    let mut conn = setup.pool.acquire().await.ok()?;
+    let rows = checkpoint::positions(&mut conn, setup.partitions)
+        .await
+        .ok()??;
+    rows.get(setup.partition).copied()
+}
+
 /// Applies one batch and advances the checkpoint, retrying transient
-/// failures forever with capped backoff.
+/// failures forever with capped backoff (the backoff ends when the daemon
+/// stops, the attempt itself when the shutdown aborts it), never retrying
+/// a changed layout.
 async fn project_batch(
     setup: &ProjectorSetup,
     events: &[EventEnvelope],
@@ -239,7 +338,7 @@ async fn project_batch(
     loop {
         let started = Instant::now();
         let attempt = async {
-            let mut tx = setup.pool.begin().await?;
+            let mut tx = begin(setup).await?;
             let outcome = robson_projector::apply_batch(&mut tx, events, setup.policy).await?;
             crate::faults::projector_batch(&mut tx, setup.partition).await?;
             checkpoint::save(
@@ -252,10 +351,21 @@ async fn project_batch(
             )
             .await?;
             tx.commit().await?;
-            Ok::<BatchOutcome, robson_projector::ProjectionError>(outcome)
+            Ok::<BatchOutcome, BatchError>(outcome)
         }
-        .instrument(span.clone())
-        .await;
+        .instrument(span.clone());
+        let attempt = tokio::select! {
+            attempt = attempt => attempt,
+            // The drain is over: the transaction is dropped here, inside the
+            // runtime, and rolls back; the batch is read again next start.
+            _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
+        };
+        let attempt = match attempt {
+            Ok(outcome) => Ok(outcome),
+            Err(BatchError::LayoutChanged(err)) => return Err(err.into()),
+            Err(BatchError::Stopped) => return Err(Failure::Stopped),
+            Err(BatchError::Projection(err)) => Err(err),
+        };
         match attempt {
             Ok(outcome) => {
                 record(setup, &outcome, events.len(), upto, started.elapsed());
@@ -276,7 +386,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
     loop {
         let started = Instant::now();
         let attempt = async {
-            let mut tx = setup.pool.begin().await?;
+            let mut tx = begin(setup).await?;
             let outcome = robson_projector::catch_up_stream(
                 &mut tx,
                 stream_key,
@@ -285,9 +395,18 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
             )
             .await?;
             tx.commit().await?;
-            Ok::<BatchOutcome, robson_projector::ProjectionError>(outcome)
-        }
-        .await;
+            Ok::<BatchOutcome, BatchError>(outcome)
+        };
+        let attempt = tokio::select! {
+            attempt = attempt => attempt,
+            _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
+        };
+        let attempt = match attempt {
+            Ok(outcome) => Ok(outcome),
+            Err(BatchError::LayoutChanged(err)) => return Err(err.into()),
+            Err(BatchError::Stopped) => return Err(Failure::Stopped),
+            Err(BatchError::Projection(err)) => Err(err),
+        };
         match attempt {
             Ok(outcome) => {
                 recovered(&setup.state.partitions[setup.partition]);
@@ -312,6 +431,58 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
 fn recovered(part: &super::state::PartitionState) {
     if part.state() == RETRYING {
         part.set_state(RUNNING);
+    }
+}
+
+/// How long an attempt that starts while the daemon stops may wait for a
+/// connection: with the database reachable one comes at once; with it
+/// unreachable the pool would wait for its acquire timeout (5 s), and there
+/// is nothing in flight to finish.
+const STOPPING_ACQUIRE_WAIT: Duration = Duration::from_millis(250);
+
+/// A transaction for one attempt (see [`STOPPING_ACQUIRE_WAIT`]).
+async fn begin(
+    setup: &ProjectorSetup,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, BatchError> {
+    let give_up = async {
+        setup.state.lifecycle.stopped().await;
+        tokio::time::sleep(STOPPING_ACQUIRE_WAIT).await;
+    };
+    tokio::select! {
+        tx = setup.pool.begin() => Ok(tx?),
+        () = give_up => Err(BatchError::Stopped),
+    }
+}
+
+/// Why one attempt at a batch did not commit.
+#[derive(Debug)]
+enum BatchError {
+    /// Retried or fatal, as `robson_projector` classifies it.
+    Projection(robson_projector::ProjectionError),
+    /// Never retried: see [`checkpoint::LayoutChanged`].
+    LayoutChanged(checkpoint::LayoutChanged),
+    /// No connection while the daemon stops: nothing to finish.
+    Stopped,
+}
+
+impl From<robson_projector::ProjectionError> for BatchError {
+    fn from(err: robson_projector::ProjectionError) -> Self {
+        BatchError::Projection(err)
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(err: sqlx::Error) -> Self {
+        BatchError::Projection(err.into())
+    }
+}
+
+impl From<SaveError> for BatchError {
+    fn from(err: SaveError) -> Self {
+        match err {
+            SaveError::LayoutChanged(err) => BatchError::LayoutChanged(err),
+            SaveError::Database(err) => err.into(),
+        }
     }
 }
 

@@ -1,6 +1,9 @@
 //! Failure handling shared by the actors: the transient/permanent decision is
 //! `robson_projector::classify` (the one classifier); this module only turns
 //! it into "wait and retry" or "stop and let the supervisor restart me".
+//! Every wait here ends at once when the daemon stops (SIGTERM/SIGINT): a
+//! batch waiting to be retried has not committed and is simply read again on
+//! the next start.
 
 use std::time::Duration;
 
@@ -14,6 +17,15 @@ pub enum Failure {
     /// panic: the actor stops and the supervisor restarts it after a pause.
     #[error("{0}")]
     Fatal(String),
+    /// The daemon is stopping: the unit of work was given up uncommitted (in
+    /// backoff, or aborted at the drain limit). Nothing to restart.
+    #[error("given up uncommitted: the daemon is stopping")]
+    Stopped,
+    /// The partition layout in the database is not the one this projector
+    /// works (another instance changed the partition count). Retrying cannot
+    /// help; the supervisor adopts the new layout.
+    #[error("{0}")]
+    LayoutChanged(#[from] super::checkpoint::LayoutChanged),
 }
 
 /// Capped exponential backoff: 100 ms, 200 ms, … up to 30 s.
@@ -37,7 +49,8 @@ impl Backoff {
         d
     }
 
-    /// Sleeps before a retry when `err` is transient; otherwise a fatal failure.
+    /// Sleeps before a retry when `err` is transient (or gives up at once
+    /// when the daemon is stopping); otherwise a fatal failure.
     pub async fn handle(
         &mut self,
         setup: &ProjectorSetup,
@@ -46,15 +59,30 @@ impl Backoff {
         if err.class() == robson_projector::ErrorClass::Transient {
             setup.metrics.db_errors(DbErrorKind::Transient).inc();
             setup.state.set_database_up(false);
+            let life = &setup.state.lifecycle;
+            if life.is_stopping() {
+                tracing::info!(partition = setup.partition, error = %err, "Transient database error while stopping; the batch is read again on the next start.");
+                return Err(Failure::Stopped);
+            }
             setup.state.partitions[setup.partition].set_state(super::projector::RETRYING);
             let delay = self.next_delay();
             tracing::warn!(partition = setup.partition, error = %err, retry_in_ms = delay.as_millis() as u64, "Transient database error; retrying.");
-            tokio::time::sleep(delay).await;
-            Ok(())
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => Ok(()),
+                _ = life.stopped() => Err(Failure::Stopped),
+            }
         } else {
             setup.metrics.db_errors(DbErrorKind::Permanent).inc();
             Err(Failure::Fatal(err.to_string()))
         }
+    }
+}
+
+/// Sleeps for `delay`, or less when the daemon stops; false when stopped.
+pub async fn pause(life: &super::lifecycle::Lifecycle, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => !life.is_stopping(),
+        _ = life.stopped() => false,
     }
 }
 

@@ -71,6 +71,8 @@ pub struct DaemonState {
     pub database_up: AtomicBool,
     pub lag: Mutex<LagSample>,
     pub shutting_down: AtomicBool,
+    /// Stop, abort and layout-change signals (see `super::lifecycle`).
+    pub lifecycle: super::lifecycle::Lifecycle,
     /// Set by a projector whose batch did not commit: the poller reads again
     /// from this position (the oldest requested) before going on.
     rewind_to: Mutex<Option<Position>>,
@@ -96,6 +98,7 @@ impl DaemonState {
             database_up: AtomicBool::new(true),
             lag: Mutex::new(LagSample::default()),
             shutting_down: AtomicBool::new(false),
+            lifecycle: super::lifecycle::Lifecycle::default(),
             rewind_to: Mutex::new(None),
         }
     }

@@ -1,13 +1,18 @@
 //! The supervisor actor: keeps this instance's share of the stream
 //! partitions (see [`super::ownership`]), runs one supervised projector per
 //! owned partition, the supervised poller that feeds them, and the monitor;
-//! on shutdown it stops the poller and drains every projector. The
-//! projectors are spread over one arbiter (thread) per core; the supervisor,
-//! poller and monitor run on the system arbiter.
+//! on shutdown it stops the poller and drains every projector, then
+//! ([`Close`]) ends every actor of the daemon while the runtime still runs,
+//! so that no database connection is dropped after it. Every round it also
+//! checks the partition layout in the database ([`Ownership::settle_layout`])
+//! and, when it is not the one this daemon runs, takes no partition and
+//! asks `app::run` to re-create the daemon for it. The projectors are spread
+//! over one arbiter (thread) per core; the supervisor, poller and monitor
+//! run on the system arbiter.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use robson_eventlog::Position;
@@ -15,8 +20,9 @@ use robson_projector::PoisonPolicy;
 use sqlx::PgPool;
 
 use super::checkpoint;
+use super::lifecycle::configured_partitions;
 use super::monitor::Monitor;
-use super::ownership::Ownership;
+use super::ownership::{Layout, Ownership};
 use super::poller::{Poller, PollerSetup, StopPolling, StopSignal};
 use super::projector::{Drain, Projector, ProjectorSetup, Retire};
 use super::state::DaemonState;
@@ -53,6 +59,13 @@ pub struct DaemonSupervisor {
     monitor: Option<Addr<Monitor>>,
     /// Threads the projectors run on, partition p on `p % len`.
     arbiters: Vec<Arbiter>,
+    /// Projectors started and not yet stopped for good, and a handle on
+    /// each that does not keep it alive (a supervised actor with a live
+    /// address is restarted when it stops).
+    live_projectors: Arc<AtomicUsize>,
+    started_projectors: Vec<actix::WeakAddr<Projector>>,
+    /// The database holds another layout: no more rounds.
+    adopting: bool,
 }
 
 /// Threads for the projectors: one per core, at most one per partition. A
@@ -76,7 +89,14 @@ impl DaemonSupervisor {
             arbiters: (0..projector_threads(partitions))
                 .map(|_| Arbiter::new())
                 .collect(),
+            live_projectors: Arc::new(AtomicUsize::new(0)),
+            started_projectors: Vec::new(),
+            adopting: false,
         }
+    }
+
+    fn partitions(&self) -> usize {
+        self.setup.checkpoints.len()
     }
 
     fn running(&self) -> Vec<usize> {
@@ -103,10 +123,13 @@ impl DaemonSupervisor {
             policy: s.policy,
             batch_size: s.batch_size,
             checkpoint,
+            live: self.live_projectors.clone(),
         };
+        self.live_projectors.fetch_add(1, Ordering::SeqCst);
         let arbiter = &self.arbiters[partition % self.arbiters.len()];
         let addr =
             actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Projector::new(setup));
+        self.started_projectors.push(addr.downgrade());
         let part = &s.state.partitions[partition];
         part.checkpoint
             .store(checkpoint.global_position, Ordering::Relaxed);
@@ -115,8 +138,9 @@ impl DaemonSupervisor {
         if let Ok(mut routes) = self.routes.write() {
             routes[partition] = Some(addr);
         }
-        // The poller may be past this checkpoint: make it read again.
+        // The poller may be past this checkpoint: make it read again, now.
         s.state.request_rewind(checkpoint);
+        s.state.lifecycle.wake_poller();
         tracing::info!(partition, from = %checkpoint, "Took partition.");
     }
 
@@ -127,36 +151,66 @@ impl DaemonSupervisor {
             .and_then(|mut r| r[partition].take())
     }
 
-    /// One ownership round: join if needed, rebalance, start and stop projectors.
+    /// One ownership round: join if needed, check the layout, rebalance,
+    /// start and stop projectors.
     fn rebalance(&mut self, ctx: &mut Context<Self>) {
+        if self.adopting {
+            return;
+        }
         let setup = self.setup.clone();
         let current = self.ownership.clone();
+        let partitions = self.partitions();
         let fut = async move {
             let ownership = match current {
                 Some(o) => o,
                 None => {
                     let url = setup.database_url.expose().clone();
+                    let configured = configured_partitions(partitions);
                     let joined =
-                        Ownership::join(&url, &setup.state.instance, setup.checkpoints.len())
+                        Ownership::join(&url, &setup.state.instance, partitions, configured)
                             .await?;
                     Arc::new(tokio::sync::Mutex::new(joined))
                 }
             };
-            let (plan, owned, owners) = {
-                let mut o = ownership.lock().await;
-                let plan = o.rebalance().await?;
-                let owners = o.owners().await?;
-                (plan, o.owned().clone(), owners)
-            };
+            let mut o = ownership.lock().await;
+            if let Layout::Adopt(n) = o.settle_layout().await? {
+                drop(o);
+                return Ok(Round::Adopt(n, ownership));
+            }
+            let plan = o.rebalance().await?;
+            let owners = o.owners().await?;
+            let owned = o.owned().clone();
+            drop(o);
             let checkpoints = if plan.acquired.is_empty() {
-                Vec::new()
+                Some(Vec::new())
             } else {
-                checkpoint::load(&setup.pool).await?
+                let mut conn = setup.pool.acquire().await?;
+                checkpoint::positions(&mut conn, partitions).await?
             };
-            Ok::<_, sqlx::Error>((ownership, plan, owned, owners, checkpoints))
+            Ok::<_, sqlx::Error>(Round::Work {
+                ownership,
+                plan,
+                owned,
+                owners,
+                checkpoints,
+            })
+        };
+        let life = self.setup.state.clone();
+        // A round that waits on the database must not hold the shutdown.
+        let fut = async move {
+            tokio::select! {
+                round = fut => round,
+                () = life.lifecycle.stopped() => Ok(Round::Stopped),
+            }
         };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((ownership, plan, owned, owners, checkpoints)) => {
+            Ok(Round::Work {
+                ownership,
+                plan,
+                owned,
+                owners,
+                checkpoints,
+            }) => {
                 act.ownership = Some(ownership.clone());
                 for p in act.running() {
                     if !owned.contains(&p) {
@@ -164,9 +218,16 @@ impl DaemonSupervisor {
                         act.retire(ctx, p, None);
                     }
                 }
-                for p in plan.acquired {
-                    let from = checkpoints.get(p).map_or(Position::START, |c| c.2);
-                    act.start_projector(p, from);
+                match checkpoints {
+                    Some(checkpoints) => {
+                        for p in plan.acquired {
+                            let from = checkpoints.get(p).copied().unwrap_or(Position::START);
+                            act.start_projector(p, from);
+                        }
+                    }
+                    // The layout changed since it was settled: start
+                    // nothing; the next round adopts the new one.
+                    None => tracing::info!("Partition layout changed during the round."),
                 }
                 for p in plan.to_release {
                     act.retire(ctx, p, Some(ownership.clone()));
@@ -180,12 +241,37 @@ impl DaemonSupervisor {
                     .partitions_owned
                     .set(act.running().len() as i64);
             }
+            Ok(Round::Adopt(stored, ownership)) => {
+                act.ownership = Some(ownership);
+                act.adopt(ctx, stored);
+            }
+            Ok(Round::Stopped) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "Partition ownership round failed; retrying.");
                 // The advisory locks died with the session; join again next round.
                 act.ownership = None;
             }
         }));
+    }
+
+    /// The database holds a layout of `stored` partitions: take nothing
+    /// more, give up the partitions of this layout (their projectors could
+    /// not commit anyway) and ask `app::run` to re-create the daemon.
+    fn adopt(&mut self, ctx: &mut Context<Self>, stored: usize) {
+        let running = self.partitions();
+        tracing::warn!(
+            running,
+            stored,
+            configured = configured_partitions(running),
+            "The partition layout in the database is not the one this daemon runs: \
+             re-creating the daemon for {stored} partitions."
+        );
+        self.adopting = true;
+        for p in self.running() {
+            self.retire(ctx, p, self.ownership.clone());
+        }
+        self.setup.metrics.partitions_owned.set(0);
+        self.setup.state.lifecycle.adopt_layout(stored);
     }
 
     /// Drains a partition's projector, stops it for good, then (when
@@ -262,6 +348,21 @@ impl Actor for DaemonSupervisor {
     }
 }
 
+/// What one ownership round found.
+enum Round {
+    Work {
+        ownership: Arc<tokio::sync::Mutex<Ownership>>,
+        plan: super::ownership::Plan,
+        owned: std::collections::BTreeSet<usize>,
+        owners: Vec<Option<String>>,
+        /// None: the stored layout changed after it was settled.
+        checkpoints: Option<Vec<Position>>,
+    },
+    Adopt(usize, Arc<tokio::sync::Mutex<Ownership>>),
+    /// The daemon is stopping: the round was given up.
+    Stopped,
+}
+
 /// Stop reading, let every projector commit what it holds, then answer.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -275,6 +376,8 @@ impl Handler<Shutdown> for DaemonSupervisor {
             .state
             .shutting_down
             .store(true, Ordering::Relaxed);
+        // Ends every backoff and restart pause at once.
+        self.setup.state.lifecycle.stop();
         let poller = self.poller.clone();
         let projectors: Vec<Addr<Projector>> = self
             .routes
@@ -289,5 +392,98 @@ impl Handler<Shutdown> for DaemonSupervisor {
             let drains = projectors.iter().map(|p| p.send(Drain));
             futures::future::join_all(drains).await;
         })
+    }
+}
+
+/// How long [`Close`] waits for the projectors to stop before leaving their
+/// threads alone (they then end with the process).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// After [`Shutdown`] (drained or not): abandon any database work still
+/// running, stop every actor of the daemon — projectors and their threads,
+/// poller, monitor, this supervisor — and end the coordination session,
+/// all while the runtime runs, so no connection is dropped outside it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// Stops an actor for good (sent with every address dropped after it).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Terminate;
+
+impl Handler<Terminate> for Monitor {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Terminate> for Poller {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Close> for DaemonSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Close, _: &mut Self::Context) -> Self::Result {
+        let state = self.setup.state.clone();
+        state.shutting_down.store(true, Ordering::Relaxed);
+        state.lifecycle.abort();
+        self.adopting = true;
+        if let Ok(mut routes) = self.routes.write() {
+            routes.iter_mut().for_each(|r| *r = None);
+        }
+        for weak in self.started_projectors.drain(..) {
+            if let Some(addr) = weak.upgrade() {
+                // Dropped at once: with no address left it is not restarted.
+                addr.do_send(Retire);
+            }
+        }
+        if let Some(poller) = self.poller.take() {
+            poller.do_send(Terminate);
+        }
+        if let Some(monitor) = self.monitor.take() {
+            monitor.do_send(Terminate);
+        }
+        let ownership = self.ownership.take();
+        let live = self.live_projectors.clone();
+        let fut = async move {
+            if let Some(o) = ownership {
+                match Arc::try_unwrap(o) {
+                    Ok(o) => {
+                        if let Err(err) = o.into_inner().close().await {
+                            tracing::debug!(error = %err, "Coordination session ended uncleanly.");
+                        }
+                    }
+                    // A release still running holds it; dropping our handle
+                    // ends the session (a plain connection) when that ends.
+                    Err(o) => drop(o),
+                }
+            }
+            let started = Instant::now();
+            while live.load(Ordering::SeqCst) > 0 && started.elapsed() < CLOSE_WAIT {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            live.load(Ordering::SeqCst) == 0
+        };
+        Box::pin(fut.into_actor(self).map(|all_stopped, act, ctx| {
+            if all_stopped {
+                // Nothing holds a connection on them any more.
+                for arbiter in &act.arbiters {
+                    arbiter.stop();
+                }
+            } else {
+                tracing::warn!(
+                    "Some projectors did not stop in time; their threads end with the process."
+                );
+            }
+            ctx.stop();
+        }))
     }
 }

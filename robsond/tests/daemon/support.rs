@@ -531,3 +531,114 @@ where
         tokio::time::sleep(PAUSE).await;
     }
 }
+
+// Helpers of the partition-layout and shutdown tests.
+
+/// Fails when a daemon's output shows a panic: SPEC §4.3 allows none, at
+/// shutdown least of all.
+pub fn assert_no_panic(daemon: &Daemon, who: &str) {
+    for (name, text) in [("stdout", daemon.stdout()), ("stderr", daemon.stderr())] {
+        assert!(
+            !text.contains("panicked"),
+            "the {name} of {who} shows a panic:\n{}",
+            tail(&text, 40)
+        );
+    }
+}
+
+/// GET `url` as JSON, or None while nothing answers (a daemon that
+/// re-creates itself for a new partition layout is briefly not listening).
+pub async fn try_get_json(client: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
+    let response = client.get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    let body = response.text().await.ok()?;
+    Some((status, serde_json::from_str(&body).ok()?))
+}
+
+/// `url` with `param` (`name=value`, already encoded) added to its query.
+pub fn url_with_param(url: &str, param: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{param}")
+}
+
+/// `url` with its port replaced by `port` (same host, user and database).
+pub fn url_with_port(url: &str, port: u16) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host = match authority[host_start..].rfind(':') {
+        Some(i) => &authority[..host_start + i],
+        None => authority,
+    };
+    format!("{}{host}:{port}{}", &url[..start], &url[end..])
+}
+
+/// The host and port of a PostgreSQL `url`.
+pub fn url_address(url: &str) -> std::net::SocketAddr {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| start + i);
+    let authority = &url[start..end];
+    let host = &authority[authority.rfind('@').map_or(0, |i| i + 1)..];
+    let host = host.replace("localhost", "127.0.0.1");
+    host.parse()
+        .unwrap_or_else(|e| panic!("{host} as an address: {e}"))
+}
+
+/// A TCP relay in front of the test cluster: cutting it makes the database
+/// unreachable for whoever connects through it (connections reset, new ones
+/// refused) without stopping the server the other tests share.
+#[derive(Debug)]
+pub struct Relay {
+    pub port: u16,
+    accept: tokio::task::JoinHandle<()>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    /// Listens on a free loopback port and relays every connection to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let links = links.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    links.lock().expect("relay links").push(link);
+                }
+            }
+        });
+        Relay {
+            port,
+            accept,
+            links,
+        }
+    }
+
+    /// The database is "down" from now on, for good.
+    pub fn cut(&self) {
+        self.accept.abort();
+        for link in self.links.lock().expect("relay links").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
