@@ -1,0 +1,117 @@
+//! `GET /wait?stream=KEY&seq=N&timeout_ms=T` (SPEC §4.4, read-your-writes):
+//! answers as soon as the stream's progress reaches seq N (200), or when it
+//! is parked at or before N (409, with the dead letter), or after T ms
+//! (504; T defaults to 5,000 and is capped at 30,000). Each waiter reads the
+//! database once, when it arrives; then the projectors' commits wake it
+//! (`daemon::waiters`). Beyond `MAX_WAITERS` at once: 503.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::HttpContext;
+use crate::daemon::waiters::{self, Progress, Refused};
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+pub const MAX_TIMEOUT_MS: u64 = 30_000;
+/// As for appends (SPEC §2.2): no valid stream key is longer.
+const MAX_KEY_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    stream: String,
+    seq: i64,
+    timeout_ms: Option<u64>,
+}
+
+fn bad_request(message: impl Into<String>) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "error": message.into() }))
+}
+
+pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse {
+    let params = match web::Query::<Params>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(err) => {
+            return bad_request(format!("expected ?stream=KEY&seq=N[&timeout_ms=T]: {err}"))
+        }
+    };
+    let key = params.stream.as_str();
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        return bad_request(format!("stream must have 1 to {MAX_KEY_CHARS} characters"));
+    }
+    if params.seq < 1 {
+        return bad_request("seq must be 1 or more");
+    }
+    let timeout = std::time::Duration::from_millis(
+        params
+            .timeout_ms
+            .unwrap_or(DEFAULT_TIMEOUT_MS)
+            .min(MAX_TIMEOUT_MS),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = match ctx.state.waiters.register(key, params.seq) {
+        Ok(w) => w,
+        Err(refused @ Refused::Full) | Err(refused @ Refused::Closed) => {
+            return HttpResponse::ServiceUnavailable().json(json!({ "error": refused.to_string() }))
+        }
+    };
+    // Registered first: a commit from now on wakes it, one before shows here.
+    let known = match waiters::progress_of(&ctx.pool, &[key.to_owned()]).await {
+        Ok(rows) => rows.into_iter().next(),
+        Err(err) => {
+            // The re-checks answer once the database is back.
+            tracing::debug!(error = %err, "Could not read a waited stream's progress.");
+            None
+        }
+    };
+    let initial = known
+        .as_ref()
+        .and_then(|(_, last, parked)| Progress::decide(params.seq, *last, *parked));
+    let answer = match initial {
+        Some(p) => Some(p),
+        None => wait.until(deadline).await,
+    };
+    drop(wait);
+    match answer {
+        Some(Progress::Reached { last_seq }) => {
+            HttpResponse::Ok().json(json!({ "projected": true, "last_seq": last_seq }))
+        }
+        Some(Progress::Parked {
+            last_seq,
+            parked_seq,
+        }) => parked(&ctx, key, last_seq, parked_seq).await,
+        Some(Progress::Closed) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "error": "shutting down" }))
+        }
+        None => {
+            let last_seq = known.map(|(_, last, _)| last);
+            HttpResponse::GatewayTimeout().json(json!({
+                "projected": false,
+                "last_seq": last_seq,
+                "error": format!("seq {} not projected within {} ms", params.seq, timeout.as_millis()),
+            }))
+        }
+    }
+}
+
+/// 409 with the dead letter that parked the stream.
+async fn parked(ctx: &HttpContext, key: &str, last_seq: i64, parked_seq: i64) -> HttpResponse {
+    let dead_letter: Result<Option<serde_json::Value>, sqlx::Error> = sqlx::query_scalar(
+        "SELECT to_jsonb(d) FROM projection_dead_letters d
+          WHERE stream_key = $1 AND seq = $2 ORDER BY failed_at DESC LIMIT 1",
+    )
+    .bind(key)
+    .bind(parked_seq)
+    .fetch_optional(&ctx.pool)
+    .await;
+    match dead_letter {
+        Ok(dead_letter) => HttpResponse::Conflict().json(json!({
+            "projected": false,
+            "parked": true,
+            "last_seq": last_seq,
+            "parked_seq": parked_seq,
+            "dead_letter": dead_letter,
+        })),
+        Err(err) => super::admin::internal_error(&err),
+    }
+}
