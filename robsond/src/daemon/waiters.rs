@@ -3,9 +3,11 @@
 //! tells the registry how far the streams with waiters got
 //! ([`Waiters::after_commit`]); no waiter polls the database.
 //!
-//! Where a batch's outcome cannot say a stream's progress (events held
-//! behind a parked stream, an operator's catch-up), the streams are looked
-//! up in one query by [`run_lookups`]. The same task re-checks every waited
+//! A new waiter's stream, and streams whose progress a batch's outcome
+//! cannot say (events held behind a parked stream, an operator's catch-up),
+//! are looked up by [`run_lookups`]: one query for all the streams asked
+//! for since the last, so a thousand clients arriving at once cost a few
+//! statements and one pooled connection, not a thousand. The same task re-checks every waited
 //! stream every [`FALLBACK_EVERY`] in one query: streams owned by another
 //! instance are committed there, and this is how a waiter here learns of it.
 //!
@@ -70,6 +72,8 @@ struct Entry {
     id: u64,
     seq: i64,
     tx: oneshot::Sender<Progress>,
+    /// The stream's progress as last seen, while short of `seq`.
+    last_seen: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +121,20 @@ impl Wait {
     }
 }
 
+impl Wait {
+    /// The stream's progress as last seen while short of the seq (e.g. for
+    /// a timeout's answer).
+    pub fn last_seen(&self) -> Option<i64> {
+        let inner = self.waiters.inner.lock().ok()?;
+        inner
+            .streams
+            .get(&self.key)?
+            .iter()
+            .find(|e| e.id == self.id)?
+            .last_seen
+    }
+}
+
 impl Drop for Wait {
     fn drop(&mut self) {
         self.waiters.remove(&self.key, self.id);
@@ -134,8 +152,11 @@ impl Waiters {
         }
     }
 
-    /// Registers a waiter for `key` reaching `seq`. Register first, then
-    /// check the database: a commit in between then wakes it.
+    /// Registers a waiter for `key` reaching `seq` and asks for its
+    /// stream's progress to be read once ([`run_lookups`], one query for
+    /// every waiter that arrived meanwhile). Registered before that read, a
+    /// waiter misses no commit: one before the read shows in it, one after
+    /// wakes it.
     pub fn register(self: &Arc<Self>, key: &str, seq: i64) -> Result<Wait, Refused> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Refused::Closed);
@@ -153,8 +174,16 @@ impl Waiters {
             .streams
             .entry(key.to_owned())
             .or_default()
-            .push(Entry { id, seq, tx });
+            .push(Entry {
+                id,
+                seq,
+                tx,
+                last_seen: None,
+            });
         self.waiting.fetch_add(1, Ordering::Relaxed);
+        inner.dirty.insert(key.to_owned());
+        drop(inner);
+        self.lookup.notify_one();
         Ok(Wait {
             waiters: self.clone(),
             key: key.to_owned(),
@@ -200,6 +229,7 @@ impl Waiters {
                 // The waiter may have given up meanwhile: nobody to tell.
                 let _ = entry.tx.send(answer);
             } else {
+                entries[i].last_seen = Some(last_seq);
                 i += 1;
             }
         }

@@ -1,8 +1,9 @@
 //! `GET /wait?stream=KEY&seq=N&timeout_ms=T` (SPEC §4.4, read-your-writes):
 //! answers as soon as the stream's progress reaches seq N (200), or when it
 //! is parked at or before N (409, with the dead letter), or after T ms
-//! (504; T defaults to 5,000 and is capped at 30,000). Each waiter reads the
-//! database once, when it arrives; then the projectors' commits wake it
+//! (504; T defaults to 5,000 and is capped at 30,000). The stream's
+//! progress is read once when a waiter arrives (batched with the others
+//! arriving meanwhile); then the projectors' commits wake it
 //! (`daemon::waiters`). Beyond `MAX_WAITERS` at once: 503.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::HttpContext;
-use crate::daemon::waiters::{self, Progress, Refused};
+use crate::daemon::waiters::{Progress, Refused};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_TIMEOUT_MS: u64 = 30_000;
@@ -55,22 +56,9 @@ pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse
             return HttpResponse::ServiceUnavailable().json(json!({ "error": refused.to_string() }))
         }
     };
-    // Registered first: a commit from now on wakes it, one before shows here.
-    let known = match waiters::progress_of(&ctx.pool, &[key.to_owned()]).await {
-        Ok(rows) => rows.into_iter().next(),
-        Err(err) => {
-            // The re-checks answer once the database is back.
-            tracing::debug!(error = %err, "Could not read a waited stream's progress.");
-            None
-        }
-    };
-    let initial = known
-        .as_ref()
-        .and_then(|(_, last, parked)| Progress::decide(params.seq, *last, *parked));
-    let answer = match initial {
-        Some(p) => Some(p),
-        None => wait.until(deadline).await,
-    };
+    // The registry reads the stream's progress once, then commits wake it.
+    let answer = wait.until(deadline).await;
+    let last_seen = wait.last_seen();
     drop(wait);
     match answer {
         Some(Progress::Reached { last_seq }) => {
@@ -83,14 +71,11 @@ pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse
         Some(Progress::Closed) => {
             HttpResponse::ServiceUnavailable().json(json!({ "error": "shutting down" }))
         }
-        None => {
-            let last_seq = known.map(|(_, last, _)| last);
-            HttpResponse::GatewayTimeout().json(json!({
-                "projected": false,
-                "last_seq": last_seq,
-                "error": format!("seq {} not projected within {} ms", params.seq, timeout.as_millis()),
-            }))
-        }
+        None => HttpResponse::GatewayTimeout().json(json!({
+            "projected": false,
+            "last_seq": last_seen,
+            "error": format!("seq {} not projected within {} ms", params.seq, timeout.as_millis()),
+        })),
     }
 }
 
