@@ -170,3 +170,106 @@ async fn the_daemon_survives_a_database_restart_and_finishes_its_catch_up() {
     daemon.stop().await;
     assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
 }
+
+/// Polls `/health` every 50 ms until its `database` field is `want`;
+/// returns how long that took. Liveness must hold throughout.
+async fn until_database(daemon: &mut Daemon, want: &str) -> Duration {
+    let client = http();
+    let since = Instant::now();
+    loop {
+        daemon.assert_running("while the database comes and goes");
+        let (live, _) = get_json(&client, &daemon.url("/health/live")).await;
+        assert_eq!(live, 200, "/health/live");
+        let (code, health) = get_json(&client, &daemon.url("/health")).await;
+        if health["database"] == want {
+            if want == "down" {
+                assert_eq!(code, 503, "not ready while the database is down: {health}");
+                let (ready, _) = get_json(&client, &daemon.url("/health/ready")).await;
+                assert_eq!(ready, 503, "/health/ready while the database is down");
+            }
+            return since.elapsed();
+        }
+        guard_against_hang(since, &format!("/health never said {want}: {health}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a new connection to `url` succeeds now.
+async fn reachable(url: &str) -> bool {
+    use sqlx::Connection as _;
+    sqlx::PgConnection::connect(url).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn an_outage_during_a_catch_up_shows_within_a_second_and_so_does_the_return() {
+    let mut server = Server::from_env();
+    let db = TestDb::new().await;
+    let total = append_flows(&db.pool, 92, 15_000).await as i64;
+    let env = [("ROBSON_PARTITIONS", "4"), ("ROBSON_BATCH_SIZE", "50")];
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    until_database(&mut daemon, "up").await;
+    wait_projected(&db.pool, &mut daemon, total / 10).await;
+
+    server.stop();
+    // The precondition: the server really is down while the daemon runs.
+    assert!(
+        !reachable(&db.url).await,
+        "the server still accepts connections"
+    );
+    daemon.assert_running("after the stop");
+    let down_after = until_database(&mut daemon, "down").await;
+    eprintln!("database: down {down_after:?} after pg_ctl stop returned");
+    assert!(
+        down_after <= Duration::from_secs(1),
+        "down after {down_after:?}"
+    );
+    tokio::time::sleep(DOWNTIME).await;
+    assert_eq!(until_database(&mut daemon, "down").await.as_secs(), 0);
+
+    server.start();
+    let up_after = until_database(&mut daemon, "up").await;
+    eprintln!("database: up {up_after:?} after pg_ctl start returned");
+    assert!(up_after <= Duration::from_secs(1), "up after {up_after:?}");
+    wait_caught_up(&db.pool, &mut daemon).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn a_daemon_started_while_the_server_is_stopped_serves_http_and_starts_when_it_returns() {
+    let mut server = Server::from_env();
+    let db = TestDb::new().await;
+    let total = append_flows(&db.pool, 93, 500).await as i64;
+    server.stop();
+    let mut daemon = Daemon::start(&db.url, &[]).await;
+    let client = http();
+    let (code, health) = get_json(&client, &daemon.url("/health")).await;
+    assert_eq!(
+        (code, &health["database"]),
+        (503, &serde_json::json!("down")),
+        "{health}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(until_database(&mut daemon, "down").await.as_secs(), 0);
+
+    server.start();
+    let up_after = until_database(&mut daemon, "up").await;
+    eprintln!("database: up {up_after:?} after pg_ctl start returned (daemon starting)");
+    assert!(up_after <= Duration::from_secs(1), "up after {up_after:?}");
+    wait_projected(&db.pool, &mut daemon, total).await;
+    daemon.stop().await;
+
+    // SIGTERM while it waits for the database: exit 0 at once.
+    server.stop();
+    let mut waiting = Daemon::start(&db.url, &[]).await;
+    waiting.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = waiting.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(
+        !waiting.stderr().contains("panicked"),
+        "{}",
+        waiting.stderr()
+    );
+    server.start();
+}
