@@ -176,8 +176,10 @@ impl Starting {
     pub async fn stop(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         self.state.waiters.close();
-        self.server.stop(false).await;
+        // The pool first: a connection opened by the HTTP worker (a lag
+        // sample) is closed while that worker's runtime still runs.
         self.pool.close().await;
+        self.server.stop(false).await;
     }
 }
 
