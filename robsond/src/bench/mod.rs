@@ -80,7 +80,8 @@ async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<R
         "bench: read-your-writes wake-up, {} waiters…",
         waiters::WAITERS
     );
-    report.wake = waiters::wake_latencies()?;
+    // Its own threads and runtime: off this (actix) thread.
+    report.wake = tokio::task::spawn_blocking(waiters::wake_latencies).await??;
     let first = events * 9 / 10;
     eprintln!("bench: appending {first} events (90 %)…");
     let started = Instant::now();
