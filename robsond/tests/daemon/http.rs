@@ -7,8 +7,8 @@ use robson_eventlog::testing::TestDb;
 use serde_json::Value;
 
 use crate::support::{
-    append_flows, flows, free_port, get_json, get_text, guard_against_hang, http, metric_sum,
-    unprojected, url_with_password, wait_caught_up, Daemon,
+    append_flows, flows, free_port, get_json, get_text, guard_against_hang, http, unprojected,
+    url_with_password, wait_caught_up, Daemon,
 };
 
 const HEALTH_FIELDS: [&str; 14] = [
@@ -420,79 +420,6 @@ async fn every_health_answer_during_a_burst_is_one_fresh_consistent_view() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("{answers} answers, {zero_lag} with lag 0, oldest view {oldest} ms");
-    daemon.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL"]
-async fn an_open_transaction_holding_reading_back_is_named_in_health_and_metrics() {
-    use sqlx::Connection as _;
-    let db = TestDb::new().await;
-    let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "2")]).await;
-    let mut blocker = sqlx::PgConnection::connect(&db.url)
-        .await
-        .expect("connect the blocker");
-    sqlx::raw_sql("SET application_name = 'h3-blocker'; BEGIN; SELECT pg_current_xact_id()")
-        .execute(&mut blocker)
-        .await
-        .expect("open a transaction with an xid");
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut blocker)
-        .await
-        .expect("the blocker's pid");
-    // Committed after the blocker's transaction began: unreadable until it ends.
-    append_flows(&db.pool, 86, 50).await;
-    let client = http();
-    let started = Instant::now();
-    let health = loop {
-        daemon.assert_running("while reading is held back");
-        let (_, health) = get_json(&client, &daemon.url("/health")).await;
-        if health["blocked_by"]["pid"] == pid {
-            break health;
-        }
-        guard_against_hang(
-            started,
-            &format!("blocked_by never named pid {pid}: {health}"),
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let blocked = &health["blocked_by"];
-    assert_eq!(blocked["application_name"], "h3-blocker", "{health}");
-    assert!(
-        blocked["xact_age_seconds"]
-            .as_f64()
-            .is_some_and(|a| a > 1.0),
-        "{health}"
-    );
-    assert!(blocked["state"].is_string(), "{health}");
-    assert!(
-        blocked["query"]
-            .as_str()
-            .is_some_and(|q| q.chars().count() <= 200),
-        "{health}"
-    );
-    assert!(
-        health["lag_events"].as_i64().is_some_and(|l| l > 0),
-        "{health}"
-    );
-    let metrics = get_text(&client, &daemon.url("/metrics")).await;
-    let seconds = metric_sum(&metrics, "robson_read_blocked_seconds", "");
-    assert!(seconds > 1.0, "robson_read_blocked_seconds {seconds}");
-
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut blocker)
-        .await
-        .expect("end the blocker");
-    wait_caught_up(&db.pool, &mut daemon).await;
-    let started = Instant::now();
-    loop {
-        let (_, health) = get_json(&client, &daemon.url("/health")).await;
-        if health["blocked_by"].is_null() && health["lag_events"] == 0 {
-            break;
-        }
-        guard_against_hang(started, &format!("still blocked: {health}"));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     daemon.stop().await;
 }
 
