@@ -87,7 +87,7 @@ fn envelope(stream_key: &str) -> EventEnvelope {
         global_position: 1,
         tx_id: 1,
         event_type: "BENCH".into(),
-        payload: serde_json::json!({}),
+        payload: Ok(serde_json::json!({})),
         payload_schema_version: 1,
         occurred_at: chrono::Utc::now(),
         ingested_at: chrono::Utc::now(),

@@ -6,17 +6,16 @@
 //! arriving meanwhile); then the projectors' commits wake it
 //! (`daemon::waiters`). Beyond `MAX_WAITERS` at once: 503.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error::{self, ApiError};
 use super::HttpContext;
 use crate::daemon::waiters::{Progress, Refused};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const MAX_TIMEOUT_MS: u64 = 30_000;
-/// As for appends (SPEC §2.2): no valid stream key is longer.
-const MAX_KEY_CHARS: usize = 200;
 
 #[derive(Debug, Deserialize)]
 struct Params {
@@ -26,7 +25,7 @@ struct Params {
 }
 
 fn bad_request(message: impl Into<String>) -> HttpResponse {
-    HttpResponse::BadRequest().json(json!({ "error": message.into() }))
+    ApiError::bad_request(message).error_response()
 }
 
 pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse {
@@ -37,8 +36,8 @@ pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse
         }
     };
     let key = params.stream.as_str();
-    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
-        return bad_request(format!("stream must have 1 to {MAX_KEY_CHARS} characters"));
+    if let Err(err) = error::stream_key("stream", key) {
+        return err.error_response();
     }
     if params.seq < 1 {
         return bad_request("seq must be 1 or more");
@@ -97,6 +96,6 @@ async fn parked(ctx: &HttpContext, key: &str, last_seq: i64, parked_seq: i64) ->
             "parked_seq": parked_seq,
             "dead_letter": dead_letter,
         })),
-        Err(err) => super::admin::internal_error(&err),
+        Err(err) => ApiError::from(err).error_response(),
     }
 }
