@@ -1,9 +1,12 @@
-//! Building and running the daemon (`robsond run`): connect, prepare the
-//! checkpoints, start the supervisor and the HTTP server in one actix
-//! System, and shut down in order on SIGTERM/SIGINT (or re-create the
-//! daemon when the partition layout in the database changes under it).
+//! Building and running the daemon (`robsond run`): serve HTTP first (so
+//! `/health/live` answers and `/health` says `database: "down"` while the
+//! database does not), then connect, bootstrap and prepare the checkpoints
+//! with retry, then start the supervisor, all in one actix System; shut down
+//! in order on SIGTERM/SIGINT (or re-create the daemon when the partition
+//! layout in the database changes under it).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,8 @@ use crate::daemon::checkpoint;
 use crate::daemon::retry::Backoff;
 use crate::daemon::state::DaemonState;
 use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
+use crate::daemon::view::LagView;
+use crate::daemon::{probe, waiters};
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 
@@ -36,64 +41,63 @@ pub struct Application {
     supervisor: Addr<DaemonSupervisor>,
     shutdown_timeout: Duration,
     pool: PgPool,
+    /// The database probe runs until this is dropped.
+    _probe: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A pool for `url` (never logged) with `max` connections.
 pub async fn connect(url: &str, max: u32) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
+    Ok(pool_for(url.parse()?, max))
+}
+
+/// A pool that connects lazily (nothing waits on the database here).
+fn pool_for(options: PgConnectOptions, max: u32) -> PgPool {
     // A batch of thousands of rows or a lag sample during a long catch-up
     // may take over a second: that is expected, not worth a warning with
     // the whole statement; the daemon logs its own slow batches.
     let options = options
         .application_name("robsond")
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-    Ok(PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
-impl Application {
-    /// Connects (retrying while the database is unreachable), prepares the
-    /// checkpoints and starts every actor and the HTTP server.
-    pub async fn build(config: &Config) -> anyhow::Result<Application> {
-        let pool = connect(
-            config.database.url.expose(),
-            config.database.max_connections,
-        )
-        .await
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-        crate::replay::bootstrap::run(&pool, config.partitions).await?;
-        let checkpoints = prepare_with_retry(&pool, config.partitions).await?;
+/// A daemon that serves HTTP and probes the database, before it has
+/// connected: [`Starting::connect`] finishes the start.
+#[derive(Debug)]
+pub struct Starting {
+    pub http_addr: SocketAddr,
+    pub state: Arc<DaemonState>,
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+    server: ServerHandle,
+    probe: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Starting {
+    /// Binds and serves HTTP, starts the database probe and the waiters'
+    /// look-ups. Fails only on what no retry can fix: an unusable
+    /// DATABASE_URL or ROBSON_HTTP_ADDR.
+    pub fn serve(config: &Config) -> anyhow::Result<Starting> {
+        let options: PgConnectOptions = config
+            .database
+            .url
+            .expose()
+            .parse()
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
         let state = Arc::new(DaemonState::new(
             config.instance_id.clone(),
             config.partitions,
         ));
-        for (p, pos) in checkpoints.iter().enumerate() {
-            state.partitions[p]
-                .checkpoint
-                .store(pos.global_position, std::sync::atomic::Ordering::Relaxed);
-        }
         let metrics =
             Arc::new(Metrics::new(config.partitions).context("Failed to create metrics")?);
-        let policy = match config.on_poison {
-            OnPoison::Park => PoisonPolicy::Park,
-            OnPoison::Skip => PoisonPolicy::Skip,
-        };
-        let supervisor = DaemonSupervisor::new(SupervisorSetup {
-            pool: pool.clone(),
-            database_url: config.database.url.clone(),
-            state: state.clone(),
-            metrics: metrics.clone(),
-            policy,
-            batch_size: config.batch_size,
-            poll_interval: config.poll_interval,
-            checkpoints,
-        })
-        .start();
+        let pool = pool_for(options.clone(), config.database.max_connections);
         let ctx = HttpContext {
             state: state.clone(),
-            metrics,
+            metrics: metrics.clone(),
+            view: LagView::new(pool.clone(), state.clone(), metrics.clone()),
             pool: pool.clone(),
             poll_interval: config.poll_interval,
             max_lag_seconds: config.health_max_lag.as_secs_f64(),
@@ -102,23 +106,93 @@ impl Application {
         };
         let (server, http_addr) = http::serve(ctx, config.http_addr)
             .with_context(|| format!("Failed to bind ROBSON_HTTP_ADDR {}", config.http_addr))?;
-        let handle = server.handle();
+        let server_handle = server.handle();
         actix_rt::spawn(server);
+        let (probe, stop_probe) = tokio::sync::watch::channel(false);
+        actix_rt::spawn(probe::run(
+            options,
+            state.clone(),
+            metrics.clone(),
+            stop_probe,
+        ));
+        actix_rt::spawn(waiters::run_lookups(state.waiters.clone(), pool.clone()));
         tracing::info!(
             instance = %config.instance_id,
             http = %http_addr,
-            partitions = config.partitions,
             database = %crate::config::redacted_url(config.database.url.expose()),
+            "Serving HTTP; connecting to the database."
+        );
+        Ok(Starting {
+            http_addr,
+            state,
+            metrics,
+            pool,
+            server: server_handle,
+            probe: Arc::new(probe),
+        })
+    }
+
+    /// Bootstraps from a snapshot if due and prepares the checkpoints, both
+    /// retrying while the database is unreachable, then starts the actors.
+    pub async fn connect(&self, config: &Config) -> anyhow::Result<Application> {
+        let pool = &self.pool;
+        crate::replay::bootstrap::run(pool, config.partitions).await?;
+        let checkpoints = prepare_with_retry(pool, config.partitions).await?;
+        for (p, pos) in checkpoints.iter().enumerate() {
+            self.state.partitions[p]
+                .checkpoint
+                .store(pos.global_position, Ordering::Relaxed);
+        }
+        let policy = match config.on_poison {
+            OnPoison::Park => PoisonPolicy::Park,
+            OnPoison::Skip => PoisonPolicy::Skip,
+        };
+        let supervisor = DaemonSupervisor::new(SupervisorSetup {
+            pool: pool.clone(),
+            database_url: config.database.url.clone(),
+            state: self.state.clone(),
+            metrics: self.metrics.clone(),
+            policy,
+            batch_size: config.batch_size,
+            poll_interval: config.poll_interval,
+            checkpoints,
+        })
+        .start();
+        self.state.started.store(true, Ordering::Relaxed);
+        tracing::info!(
+            instance = %config.instance_id,
+            http = %self.http_addr,
+            partitions = config.partitions,
             "robsond started."
         );
         Ok(Application {
-            http_addr,
-            state,
-            server: handle,
+            http_addr: self.http_addr,
+            state: self.state.clone(),
+            server: self.server.clone(),
             supervisor,
             shutdown_timeout: config.shutdown_timeout,
-            pool,
+            pool: self.pool.clone(),
+            _probe: self.probe.clone(),
         })
+    }
+
+    /// Stops what [`Starting::serve`] started (a signal came before the
+    /// database answered): nothing is in flight, there is nothing to drain.
+    pub async fn stop(self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+        self.state.waiters.close();
+        // The pool first: a connection opened by the HTTP worker (a lag
+        // sample) is closed while that worker's runtime still runs.
+        self.pool.close().await;
+        self.server.stop(false).await;
+    }
+}
+
+impl Application {
+    /// Serves HTTP, then connects (retrying while the database is
+    /// unreachable), prepares the checkpoints and starts every actor.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        Starting::serve(config)?.connect(config).await
     }
 
     /// Runs until SIGTERM or SIGINT, then drains and stops.
@@ -135,6 +209,8 @@ impl Application {
             timeout_secs = self.shutdown_timeout.as_secs(),
             "Shutting down: draining projectors."
         );
+        // Waiting clients get their answer (503) now, not at the drain limit.
+        self.state.waiters.close();
         self.shutdown().await;
     }
 
@@ -272,16 +348,8 @@ async fn run_daemon(mut config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let mut rebuilding = false;
     loop {
-        let built = tokio::select! {
-            app = Application::build(&config) => app,
-            which = signals.next() => {
-                // Nothing is in flight yet: there is nothing to drain.
-                tracing::info!(signal = which, "Stopped while starting.");
-                return Ok(());
-            }
-        };
-        let app = match built {
-            Ok(app) => app,
+        let starting = match Starting::serve(&config) {
+            Ok(starting) => starting,
             Err(err) if rebuilding => {
                 // E.g. the HTTP port not yet free again: try once more soon.
                 tracing::warn!(error = %format!("{err:#}"), "Could not start the daemon again; retrying.");
@@ -294,6 +362,21 @@ async fn run_daemon(mut config: Config) -> anyhow::Result<()> {
                 }
             }
             Err(err) => return Err(err),
+        };
+        let built = tokio::select! {
+            app = starting.connect(&config) => app,
+            which = signals.next() => {
+                tracing::info!(signal = which, "Stopped while starting.");
+                starting.stop().await;
+                return Ok(());
+            }
+        };
+        let app = match built {
+            Ok(app) => app,
+            Err(err) => {
+                starting.stop().await;
+                return Err(err);
+            }
         };
         let ended = tokio::select! {
             which = signals.next() => Ended::Signal(which),
@@ -310,6 +393,7 @@ async fn run_daemon(mut config: Config) -> anyhow::Result<()> {
                     to = partitions,
                     "Re-creating the daemon for the partition layout in the database."
                 );
+                app.state.waiters.close();
                 app.shutdown().await;
                 config.partitions = partitions;
                 rebuilding = true;

@@ -58,6 +58,9 @@ pub enum Command {
         #[command(subcommand)]
         action: StreamsCommand,
     },
+    /// Wait until a stream is projected up to a seq (read-your-writes); exit
+    /// 0 when it is, 1 when the stream is parked at or before it, 3 on timeout.
+    Wait(WaitArgs),
     /// Start a private PostgreSQL, migrate, generate a live flow and run the daemon.
     Dev(DevArgs),
     /// Measure projection throughput on generated events.
@@ -69,6 +72,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         work_dir: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct WaitArgs {
+    /// Stream key, e.g. order:<uuid>.
+    #[arg(long, value_name = "KEY")]
+    pub stream: String,
+    /// The seq the stream's progress must reach.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub seq: i64,
+    /// Give up after this many milliseconds (at most 30000).
+    #[arg(long, value_name = "T", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(0..=30_000))]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]

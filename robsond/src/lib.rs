@@ -30,13 +30,23 @@ pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
+    /// `robsond wait` gave up.
+    pub const TIMEOUT: u8 = 3;
 }
+
+/// An error that is only an exit code: the command has said what happened.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+pub struct ExitWith(pub u8);
 
 /// Runs one parsed command line to completion and returns the exit code.
 pub fn run_command(command: Command) -> ExitCode {
     match dispatch(command) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(err) => {
+            if let Some(ExitWith(code)) = err.downcast_ref::<ExitWith>() {
+                return ExitCode::from(*code);
+            }
             // Wherever in the chain: a command may add context to it.
             if let Some(cfg) = err.chain().find_map(|e| e.downcast_ref::<ConfigError>()) {
                 eprintln!("robsond: {cfg}");
@@ -70,6 +80,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Streams { action } => with_database(move |db| {
             Box::pin(async move { commands::streams::run(&db, action).await })
         }),
+        Command::Wait(args) => {
+            with_database(move |db| Box::pin(async move { commands::wait::run(&db, args).await }))
+        }
         Command::Dev(args) => commands::dev::run(args),
         Command::Bench { events, work_dir } => bench::run(events, work_dir),
         Command::Snapshot { retain } => with_database(move |db| {

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub parked_streams: IntGauge,
     /// Events waiting behind parked streams.
     pub held_events: IntGauge,
+    /// How long committed events have waited behind an open transaction.
+    pub read_blocked_seconds: Gauge,
     pub batch_duration_seconds: Histogram,
     pub batch_size: Histogram,
     pub partitions_owned: IntGauge,
@@ -178,6 +180,13 @@ impl Metrics {
                 IntGauge::new(
                     "robson_held_events",
                     "Events waiting behind parked streams.",
+                )?,
+            )?,
+            read_blocked_seconds: register(
+                r,
+                Gauge::new(
+                    "robson_read_blocked_seconds",
+                    "Seconds committed events have waited behind an open transaction (0 when none does).",
                 )?,
             )?,
             batch_duration_seconds: histogram(

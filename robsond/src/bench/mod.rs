@@ -6,7 +6,8 @@
 //! cold start, end-to-end latency idle and under load, peak RSS, rebuild time
 //! full and from a snapshot at 90 % — and two references: a naive projector
 //! (one transaction per event with a checkpoint update) and PostgreSQL's
-//! limit for the same final rows (set-based writes, 500 rows a transaction).
+//! limit for the same final rows (set-based writes, 500 rows a transaction);
+//! and the read-your-writes wake-up (commit → `/wait` answer, 1,000 waiters).
 //! It ends with `robsond verify`: the figures only count if the projections
 //! equal a clean rebuild.
 
@@ -14,6 +15,7 @@ mod daemon;
 mod probe;
 mod reference;
 mod report;
+mod waiters;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,6 +76,12 @@ async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<R
             .context("Failed to migrate")?;
     }
     let mut report = Report::new(pg_version);
+    eprintln!(
+        "bench: read-your-writes wake-up, {} waiters…",
+        waiters::WAITERS
+    );
+    // Its own threads and runtime: off this (actix) thread.
+    report.wake = tokio::task::spawn_blocking(waiters::wake_latencies).await??;
     let first = events * 9 / 10;
     eprintln!("bench: appending {first} events (90 %)…");
     let started = Instant::now();

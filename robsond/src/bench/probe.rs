@@ -21,7 +21,7 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    fn of(mut samples: Vec<f64>) -> Latencies {
+    pub fn of(mut samples: Vec<f64>) -> Latencies {
         samples.sort_by(f64::total_cmp);
         let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
         Latencies {

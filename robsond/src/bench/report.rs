@@ -13,6 +13,8 @@ pub struct Report {
     pub snapshot_ok: bool,
     pub idle: Latencies,
     pub loaded: Latencies,
+    /// Commit → waiter's answer, 1,000 concurrent waiters.
+    pub wake: Latencies,
     pub rebuild_full_secs: f64,
     pub rebuild_snapshot_secs: f64,
     pub verified: bool,
@@ -131,6 +133,14 @@ impl Report {
                     self.loaded.p50_ms, self.loaded.p99_ms, self.loaded.max_ms
                 ),
                 format!("p99 < 50 ms {}", verdict(self.loaded.p99_ms < 50.0)),
+            ),
+            (
+                "commit → /wait answer, 1,000 waiters, p50 / p99 / max".to_owned(),
+                format!(
+                    "{:.3} / {:.3} / {:.3} ms",
+                    self.wake.p50_ms, self.wake.p99_ms, self.wake.max_ms
+                ),
+                format!("p99 < 2 ms {}", verdict(self.wake.p99_ms < 2.0)),
             ),
             (
                 "peak RSS during catch-up".to_owned(),

@@ -10,6 +10,7 @@ pub mod snapshot;
 pub mod status;
 pub mod streams;
 pub mod verify;
+pub mod wait;
 
 use crate::config::DatabaseConfig;
 

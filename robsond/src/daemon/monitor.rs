@@ -1,22 +1,25 @@
-//! The monitor actor: samples the log's progress for `/health` and
-//! `/metrics` (lag, held events, parked streams, head position) every
-//! [`SAMPLE_EVERY`], and keeps the monthly partitions of the log and the
-//! snapshots at least [`MONTHS_AHEAD`] months ahead.
+//! The log's progress for `/health` and `/metrics` ([`sample`]: lag, held
+//! events, parked streams, head position, checkpoints, a blocking
+//! transaction, all in one snapshot), and the monitor actor, which keeps the
+//! monthly partitions of the log and the snapshots at least [`MONTHS_AHEAD`]
+//! months ahead. Samples are taken on demand by [`super::view`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use robson_eventlog::Position;
+use robson_eventlog::PartitionCoverage;
 use sqlx::PgPool;
 
-use super::state::{DaemonState, LagSample};
-use crate::metrics::{CoverageTable, DbErrorKind, Metrics};
+use super::state::{Blocker, DaemonState, LagSample};
+use crate::metrics::Metrics;
 
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
 /// Partitions created ahead; coverage is `OK` from 2 on.
 pub const MONTHS_AHEAD: i32 = 3;
+
+/// Reading held back longer than this names the blocking transaction.
+pub const BLOCKED_AFTER: f64 = 1.0;
 
 #[derive(Debug)]
 pub struct Monitor {
@@ -31,22 +34,10 @@ impl Actor for Monitor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.maintain(ctx);
         ctx.run_interval(MAINTAIN_EVERY, |act, ctx| act.maintain(ctx));
-        self.sample_now(ctx);
-        ctx.run_interval(SAMPLE_EVERY, |act, ctx| act.sample_now(ctx));
     }
 }
 
 impl Monitor {
-    fn sample_now(&mut self, ctx: &mut Context<Self>) {
-        let pool = self.pool.clone();
-        // One sample at a time: a slow database must not pile them up.
-        ctx.wait(
-            async move { sample(&pool).await }
-                .into_actor(self)
-                .map(|res, act, _| act.publish(res)),
-        );
-    }
-
     fn maintain(&mut self, ctx: &mut Context<Self>) {
         let pool = self.pool.clone();
         ctx.spawn(
@@ -61,48 +52,6 @@ impl Monitor {
             }
             .into_actor(self),
         );
-    }
-
-    fn publish(&mut self, res: Result<LagSample, sqlx::Error>) {
-        let m = &self.metrics;
-        match res {
-            Ok(s) => {
-                self.state.set_database_up(true);
-                m.projection_lag_events.set(s.lag_events);
-                m.projection_lag_seconds.set(s.lag_seconds);
-                m.eventlog_head_position.set(s.head_position);
-                m.parked_streams.set(s.parked_streams);
-                m.held_events.set(s.held_events);
-                for c in &s.coverage {
-                    let table = match c.table_name.as_str() {
-                        "event_log" => CoverageTable::EventLog,
-                        _ => CoverageTable::Snapshots,
-                    };
-                    m.partition_coverage_months(table)
-                        .set(i64::from(c.months_ahead));
-                }
-                if let Ok(mut g) = self.state.lag.lock() {
-                    *g = s;
-                }
-            }
-            Err(_)
-                if self
-                    .state
-                    .shutting_down
-                    .load(std::sync::atomic::Ordering::Relaxed) => {}
-            Err(err) => {
-                self.state.set_database_up(false);
-                m.db_errors(DbErrorKind::Transient).inc();
-                tracing::warn!(error = %err, "Could not sample lag: database unreachable?");
-            }
-        }
-        m.database_up.set(i64::from(
-            self.state
-                .database_up
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ));
-        m.heartbeat_age_seconds
-            .set(self.state.heartbeat_age_seconds());
     }
 }
 
@@ -121,10 +70,12 @@ pub const LAG_COUNT_CAP: i64 = 10_000;
 /// while the lag is estimated.
 const STREAM_LAG_SAMPLE: i64 = 1_000;
 
-/// Reads the lag figures of SPEC §4.4 from the database. Every query costs in
-/// proportion to the lag (or the parked streams), bounded by
-/// [`LAG_COUNT_CAP`], never to the size of the log, so sampling is cheap
-/// whatever the history or the backlog.
+/// Reads the lag figures of SPEC §4.4 from the database in ONE statement,
+/// so that they describe one snapshot: the head is never below a checkpoint
+/// of the same sample, and a lag of 0 means every committed event up to the
+/// head is applied or held. Every part costs in proportion to the lag (or
+/// the parked streams), bounded by [`LAG_COUNT_CAP`], never to the size of
+/// the log, so sampling is cheap whatever the history or the backlog.
 ///
 /// - lag_events: committed events after the oldest partition checkpoint
 ///   that their stream's progress has not reached, including those the
@@ -136,84 +87,256 @@ const STREAM_LAG_SAMPLE: i64 = 1_000;
 /// - held_events: head seq − last seq of the parked streams;
 /// - max_stream_lag: over the parked streams and the streams of the events
 ///   after the oldest checkpoint (the first [`STREAM_LAG_SAMPLE`] of them
-///   while the lag is estimated).
+///   while the lag is estimated);
+/// - read_blocked_seconds: the age of the first committed event that
+///   commit-safe reading cannot return because an older transaction is open
+///   (its `ingested_at` is its writer's start, so this errs high by that
+///   writer's own duration); the scan starts at the snapshot's xmin and stops
+///   at the first visible row.
 pub async fn sample(pool: &PgPool) -> Result<LagSample, sqlx::Error> {
-    let oldest = super::checkpoint::load(pool)
-        .await?
-        .into_iter()
-        .map(|(_, _, checkpoint, _)| checkpoint)
-        .min()
-        .unwrap_or(Position::START);
-    let head_position = robson_eventlog::head_position(pool).await?;
-    let (tx_id, position) = (oldest.tx_id, oldest.global_position);
-    let estimate = head_position - position;
-    // Count exactly only when the positions allow a small lag; `after` is
-    // read up to the cap, so out-of-order commits cannot make it unbounded.
-    let (scan, count) = if estimate <= LAG_COUNT_CAP {
-        (LAG_COUNT_CAP, true)
+    let sampled_at = chrono::Utc::now();
+    let row: SampleRow = sqlx::query_as(SAMPLE_SQL)
+        .bind(LAG_COUNT_CAP)
+        .bind(STREAM_LAG_SAMPLE)
+        .fetch_one(pool)
+        .await?;
+    let estimate = row.head_position - row.oldest_position;
+    let count = estimate <= LAG_COUNT_CAP;
+    let scan = if count {
+        LAG_COUNT_CAP
     } else {
-        (STREAM_LAG_SAMPLE, false)
+        STREAM_LAG_SAMPLE
     };
-    // Events read, unread among them, ages of the oldest unread and of the
-    // newest read (seconds), largest stream lag among them.
-    type Counted = (i64, i64, f64, f64, i64);
-    let (after, unread, unread_age, after_age, unread_max): Counted = sqlx::query_as(
-        r#"
-        WITH after AS (
-            SELECT e.stream_key, e.seq, e.ingested_at FROM event_log e
-             WHERE (e.tx_id, e.global_position) > ($1::text::xid8, $2)
-             ORDER BY e.tx_id, e.global_position
-             LIMIT $3),
-        unread AS (
-            -- Partitions that are ahead have applied some of these already;
-            -- parked streams' events are held, counted apart.
-            SELECT a.stream_key, a.ingested_at FROM after a
-              LEFT JOIN projection_stream_progress p USING (stream_key)
-             WHERE a.seq > coalesce(p.last_seq, 0) AND p.parked_seq IS NULL)
-        SELECT (SELECT count(*) FROM after)::int8,
-               (SELECT count(*) FROM unread)::int8,
-               coalesce((SELECT extract(epoch FROM now() - min(ingested_at)) FROM unread), 0)::float8,
-               coalesce((SELECT extract(epoch FROM now() - max(ingested_at)) FROM after), 0)::float8,
-               coalesce((SELECT max(s.last_seq - coalesce(p.last_seq, 0))
-                           FROM (SELECT DISTINCT stream_key FROM unread) u
-                           JOIN event_streams s USING (stream_key)
-                           LEFT JOIN projection_stream_progress p USING (stream_key)), 0)::int8
-        "#,
-    )
-    .bind(tx_id.to_string())
-    .bind(position)
-    .bind(scan)
-    .fetch_one(pool)
-    .await?;
-    let (lag_events, lag_seconds) = if count && after < scan {
-        (unread, unread_age)
-    } else if unread == 0 {
+    let (lag_events, lag_seconds) = if count && row.after < scan {
+        (row.unread, row.unread_age)
+    } else if row.unread == 0 {
         // Every sampled event is applied (partitions ahead): the oldest
         // unprojected one comes later, so it is at most as old as they are.
-        (estimate.max(after), after_age)
+        (estimate.max(row.after), row.after_age)
     } else {
-        (estimate.max(after), unread_age)
+        (estimate.max(row.after), row.unread_age)
     };
-    let (held_events, parked_streams, parked_max): (i64, i64, i64) = sqlx::query_as(
-        r#"
-        SELECT coalesce(sum(behind), 0)::int8, count(*)::int8, coalesce(max(behind), 0)::int8
-          FROM (SELECT (SELECT s.last_seq FROM event_streams s
-                         WHERE s.stream_key = p.stream_key) - p.last_seq AS behind
-                  FROM projection_stream_progress p
-                 WHERE p.parked_seq IS NOT NULL) parked
-        "#,
-    )
-    .fetch_one(pool)
-    .await?;
-    let coverage = robson_eventlog::partition_coverage(pool).await?;
+    let mut checkpoints = Vec::new();
+    for (p, pos) in row
+        .checkpoint_partitions
+        .iter()
+        .zip(&row.checkpoint_positions)
+    {
+        let p = usize::try_from(*p).unwrap_or(0);
+        if checkpoints.len() <= p {
+            checkpoints.resize(p + 1, 0);
+        }
+        checkpoints[p] = *pos;
+    }
+    let coverage = row
+        .coverage_tables
+        .into_iter()
+        .zip(row.coverage_months)
+        .zip(row.coverage_status)
+        .map(|((table_name, months_ahead), status)| PartitionCoverage {
+            table_name,
+            months_ahead,
+            status,
+        })
+        .collect();
+    let blocked = row.blocked_seconds > BLOCKED_AFTER;
+    let blocked_by = if blocked {
+        Some(blocker(pool, row.xmin).await?)
+    } else {
+        None
+    };
     Ok(LagSample {
         sampled: true,
+        sampled_at: Some(sampled_at),
         lag_events,
-        held_events,
-        max_stream_lag: unread_max.max(parked_max),
+        held_events: row.held_events,
+        max_stream_lag: row.unread_max.max(row.parked_max),
         lag_seconds: lag_seconds.max(0.0),
-        head_position,
-        parked_streams,
+        head_position: row.head_position,
+        parked_streams: row.parked_streams,
         coverage,
+        checkpoints,
+        read_blocked_seconds: row.blocked_seconds.max(0.0),
+        blocked_by,
     })
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct SampleRow {
+    head_position: i64,
+    oldest_position: i64,
+    /// Events read after the oldest checkpoint, unread among them, ages of
+    /// the oldest unread and of the newest read (seconds), largest stream
+    /// lag among them.
+    after: i64,
+    unread: i64,
+    unread_age: f64,
+    after_age: f64,
+    unread_max: i64,
+    held_events: i64,
+    parked_streams: i64,
+    parked_max: i64,
+    checkpoint_partitions: Vec<i32>,
+    checkpoint_positions: Vec<i64>,
+    coverage_tables: Vec<String>,
+    coverage_months: Vec<i32>,
+    coverage_status: Vec<String>,
+    blocked_seconds: f64,
+    xmin: i64,
+}
+
+/// $1 = LAG_COUNT_CAP, $2 = STREAM_LAG_SAMPLE. The bounds taken from other
+/// parts of the statement are scalar subqueries on purpose: evaluated once
+/// (InitPlans), they become index bounds of the (tx_id, global_position)
+/// scan (see `robson_eventlog::read_committed`).
+const SAMPLE_SQL: &str = r#"
+WITH cp AS MATERIALIZED (
+    SELECT partition, tx_id, global_position FROM projection_checkpoints),
+oldest AS MATERIALIZED (
+    SELECT coalesce((SELECT tx_id FROM cp ORDER BY tx_id, global_position LIMIT 1), 0) AS tx_id,
+           coalesce((SELECT global_position FROM cp ORDER BY tx_id, global_position LIMIT 1), 0) AS position,
+           (SELECT coalesce(max(global_position), 0) FROM event_log)::int8 AS head),
+after AS (
+    SELECT e.stream_key, e.seq, e.ingested_at FROM event_log e
+     WHERE (e.tx_id, e.global_position)
+           > ((SELECT tx_id::text::xid8 FROM oldest), (SELECT position FROM oldest))
+     ORDER BY e.tx_id, e.global_position
+     LIMIT (SELECT CASE WHEN head - position <= $1 THEN $1 ELSE $2 END FROM oldest)),
+unread AS (
+    -- Partitions that are ahead have applied some of these already;
+    -- parked streams' events are held, counted apart.
+    SELECT a.stream_key, a.ingested_at FROM after a
+      LEFT JOIN projection_stream_progress p USING (stream_key)
+     WHERE a.seq > coalesce(p.last_seq, 0) AND p.parked_seq IS NULL),
+parked AS (
+    SELECT (SELECT s.last_seq FROM event_streams s
+             WHERE s.stream_key = p.stream_key) - p.last_seq AS behind
+      FROM projection_stream_progress p
+     WHERE p.parked_seq IS NOT NULL),
+behind_xmin AS (
+    SELECT e.ingested_at FROM event_log e
+     WHERE e.tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+     ORDER BY e.tx_id, e.global_position
+     LIMIT 1),
+coverage AS (SELECT * FROM check_partition_coverage())
+SELECT (SELECT head FROM oldest) AS head_position,
+       (SELECT position FROM oldest) AS oldest_position,
+       (SELECT count(*) FROM after)::int8 AS after,
+       (SELECT count(*) FROM unread)::int8 AS unread,
+       coalesce((SELECT extract(epoch FROM now() - min(ingested_at)) FROM unread), 0)::float8 AS unread_age,
+       coalesce((SELECT extract(epoch FROM now() - max(ingested_at)) FROM after), 0)::float8 AS after_age,
+       coalesce((SELECT max(s.last_seq - coalesce(p.last_seq, 0))
+                   FROM (SELECT DISTINCT stream_key FROM unread) u
+                   JOIN event_streams s USING (stream_key)
+                   LEFT JOIN projection_stream_progress p USING (stream_key)), 0)::int8 AS unread_max,
+       (SELECT coalesce(sum(behind), 0) FROM parked)::int8 AS held_events,
+       (SELECT count(*) FROM parked)::int8 AS parked_streams,
+       (SELECT coalesce(max(behind), 0) FROM parked)::int8 AS parked_max,
+       coalesce((SELECT array_agg(partition ORDER BY partition) FROM cp), '{}') AS checkpoint_partitions,
+       coalesce((SELECT array_agg(global_position ORDER BY partition) FROM cp), '{}') AS checkpoint_positions,
+       coalesce((SELECT array_agg(table_name ORDER BY table_name) FROM coverage), '{}') AS coverage_tables,
+       coalesce((SELECT array_agg(months_ahead ORDER BY table_name) FROM coverage), '{}') AS coverage_months,
+       coalesce((SELECT array_agg(status ORDER BY table_name) FROM coverage), '{}') AS coverage_status,
+       coalesce((SELECT extract(epoch FROM now() - ingested_at) FROM behind_xmin), 0)::float8 AS blocked_seconds,
+       pg_snapshot_xmin(pg_current_snapshot())::text::int8 AS xmin
+"#;
+
+/// The session holding transaction `xmin` open. Its pid comes from
+/// `pg_locks` (readable by every role); the rest from `pg_stat_activity`,
+/// which shows other roles' sessions only to members of
+/// `pg_read_all_stats` (or `pg_monitor`): without it those fields are null
+/// and `note` says so.
+pub async fn blocker(pool: &PgPool, xmin: i64) -> Result<Blocker, sqlx::Error> {
+    type Row = (
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<f64>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        r#"
+        SELECT l.pid, a.application_name, host(a.client_addr), a.state,
+               extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 4000),
+               (SELECT gid FROM pg_prepared_xacts x WHERE x.transaction = l.transactionid)
+          FROM pg_locks l
+          LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+           AND l.transactionid::text::int8 = $1 % 4294967296
+         LIMIT 1
+        "#,
+    )
+    .bind(xmin)
+    .fetch_optional(pool)
+    .await?;
+    let Some((pid, application_name, client_addr, state, xact_age, query, prepared)) = row else {
+        return Ok(Blocker {
+            note: Some("the transaction has ended since".into()),
+            ..Blocker::default()
+        });
+    };
+    let note = if let Some(gid) = prepared {
+        Some(format!(
+            "prepared transaction {gid:?} (see pg_prepared_xacts)"
+        ))
+    } else if state.is_none() {
+        Some(
+            "this role cannot see other sessions: GRANT pg_read_all_stats TO the daemon's role"
+                .into(),
+        )
+    } else {
+        None
+    };
+    Ok(Blocker {
+        pid,
+        application_name,
+        client_addr,
+        state,
+        xact_age_seconds: xact_age,
+        query: query.map(|q| shorten_query(&q, 200)),
+        note,
+    })
+}
+
+/// `query` with every string literal masked (`'…'`: a literal may hold a
+/// password or personal data) and cut to `max` characters.
+pub fn shorten_query(query: &str, max: usize) -> String {
+    let mut out = String::with_capacity(query.len().min(max * 2));
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\'' {
+            out.push(if c.is_control() { ' ' } else { c });
+            continue;
+        }
+        out.push_str("'…'");
+        // Skip to the closing quote; '' inside a literal is an escaped quote.
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+    out.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten_query;
+
+    #[test]
+    fn literals_are_masked_and_the_query_is_cut() {
+        assert_eq!(
+            shorten_query("ALTER ROLE x PASSWORD 'se''cret' VALID", 200),
+            "ALTER ROLE x PASSWORD '…' VALID"
+        );
+        assert_eq!(shorten_query("SELECT 'open", 200), "SELECT '…'");
+        assert_eq!(shorten_query(&"x".repeat(500), 200).chars().count(), 200);
+        assert_eq!(shorten_query("SELECT\n1", 200), "SELECT 1");
+    }
 }

@@ -368,6 +368,10 @@ async fn project_batch(
         };
         match attempt {
             Ok(outcome) => {
+                setup
+                    .state
+                    .waiters
+                    .after_commit(events, &outcome, setup.policy);
                 record(setup, &outcome, events.len(), upto, started.elapsed());
                 recovered(part);
                 part.in_flight.store(0, Ordering::Relaxed);
@@ -410,6 +414,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
         match attempt {
             Ok(outcome) => {
                 recovered(&setup.state.partitions[setup.partition]);
+                setup.state.waiters.look_up([stream_key.to_owned()]);
                 let n = outcome.applied + outcome.skipped_unhandled;
                 record(
                     setup,

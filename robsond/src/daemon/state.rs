@@ -1,13 +1,16 @@
 //! State the actors share with the HTTP handlers: heartbeats, checkpoints,
-//! restart counts and the last lag sample. Written by the actors, read by
-//! `/health`; no database access happens in an HTTP handler.
+//! restart counts, the database probe's verdict and the last lag sample.
+//! Written by the actors, the probe and the sampler ([`super::view`]), read
+//! by `/health` and `/metrics`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use robson_eventlog::{PartitionCoverage, Position};
 use serde::Serialize;
+
+use super::waiters::Waiters;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
@@ -45,11 +48,15 @@ impl PartitionState {
     }
 }
 
-/// The last sample of the log's progress, taken by the monitor.
+/// One consistent view of the log's progress: every field is read in ONE
+/// statement (one snapshot), so the head is never below a checkpoint and a
+/// lag of 0 means every committed event up to the head is applied or held.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LagSample {
-    /// False until the monitor's first successful sample.
+    /// False until the first successful sample.
     pub sampled: bool,
+    /// When the snapshot was taken (just before the statement was sent).
+    pub sampled_at: Option<chrono::DateTime<chrono::Utc>>,
     pub lag_events: i64,
     pub held_events: i64,
     pub max_stream_lag: i64,
@@ -57,6 +64,30 @@ pub struct LagSample {
     pub head_position: i64,
     pub parked_streams: i64,
     pub coverage: Vec<PartitionCoverage>,
+    /// Each partition's checkpoint (global position) in the same snapshot,
+    /// indexed by partition; empty before the checkpoints exist.
+    pub checkpoints: Vec<i64>,
+    /// How long committed events have waited behind an open transaction
+    /// (0 when none does); see [`super::monitor::sample`].
+    pub read_blocked_seconds: f64,
+    /// The transaction holding reading back, once it has for over
+    /// [`super::monitor::BLOCKED_AFTER`].
+    pub blocked_by: Option<Blocker>,
+}
+
+/// The oldest open transaction, which commit-safe reading waits for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Blocker {
+    pub pid: Option<i32>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub xact_age_seconds: Option<f64>,
+    /// At most 200 characters, string literals masked.
+    pub query: Option<String>,
+    /// Set when the session's details cannot be read (privileges, or no
+    /// session holds the transaction): what to do about it.
+    pub note: Option<String>,
 }
 
 /// Everything `/health` reports, shared by all actors of one daemon.
@@ -68,7 +99,13 @@ pub struct DaemonState {
     pub owners: Mutex<Vec<Option<String>>>,
     pub poller_heartbeat_ms: AtomicI64,
     pub poller_restarts: AtomicU64,
+    /// The database probe's verdict (see [`super::probe`]); false until the
+    /// first probe answers.
     pub database_up: AtomicBool,
+    /// The supervisor runs: connected, bootstrapped, checkpoints prepared.
+    pub started: AtomicBool,
+    /// Clients of `/wait`, woken by the projectors' commits.
+    pub waiters: Arc<Waiters>,
     pub lag: Mutex<LagSample>,
     pub shutting_down: AtomicBool,
     /// Stop, abort and layout-change signals (see `super::lifecycle`).
@@ -95,7 +132,9 @@ impl DaemonState {
             partitions: parts,
             poller_heartbeat_ms: AtomicI64::new(now),
             poller_restarts: AtomicU64::new(0),
-            database_up: AtomicBool::new(true),
+            database_up: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            waiters: Arc::new(Waiters::default()),
             lag: Mutex::new(LagSample::default()),
             shutting_down: AtomicBool::new(false),
             lifecycle: super::lifecycle::Lifecycle::default(),
@@ -108,8 +147,18 @@ impl DaemonState {
             .store(now_millis(), Ordering::Relaxed);
     }
 
+    /// A report from a user of the pool (poller, projector): a failure to
+    /// reach the database marks it down at once; only the probe, which owns
+    /// its own connection, marks it up again (within one probe interval).
     pub fn set_database_up(&self, up: bool) {
-        self.database_up.store(up, Ordering::Relaxed);
+        if !up {
+            self.database_up.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// The probe's verdict; true when it changed.
+    pub fn probe_result(&self, up: bool) -> bool {
+        self.database_up.swap(up, Ordering::Relaxed) != up
     }
 
     /// Asks the poller to read again from `pos` (keeps the oldest request).

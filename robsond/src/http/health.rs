@@ -1,5 +1,7 @@
 //! `/health`, `/health/live`, `/health/ready`: readiness is decided here,
-//! from the state the actors and the monitor keep (no query per request).
+//! from one lag sample at most ~250 ms old (shared by all requests, see
+//! `daemon::view`), the probe's verdict on the database and this
+//! instance's live actor state.
 
 use std::sync::atomic::Ordering;
 
@@ -8,12 +10,14 @@ use robson_eventlog::PartitionCoverage;
 use serde::Serialize;
 
 use super::HttpContext;
+use crate::daemon::state::{Blocker, LagSample};
 
 #[derive(Debug, Serialize)]
 pub struct PartitionReport {
     pub partition: usize,
     /// The instance running the partition (null while nobody does).
     pub owner: Option<String>,
+    /// From the sample's snapshot, like `head_position`.
     pub checkpoint: i64,
     /// Events handed to this partition's projector and not yet committed.
     pub lag_events: i64,
@@ -25,6 +29,9 @@ pub struct PartitionReport {
 pub struct HealthReport {
     pub status: &'static str,
     pub database: &'static str,
+    /// When the log figures below were read (one snapshot); null before the
+    /// first sample.
+    pub sampled_at: Option<chrono::DateTime<chrono::Utc>>,
     pub lag_events: i64,
     pub max_stream_lag: i64,
     pub lag_seconds: f64,
@@ -35,6 +42,8 @@ pub struct HealthReport {
     pub instance: String,
     pub partitions: Vec<PartitionReport>,
     pub partition_coverage: Vec<PartitionCoverage>,
+    /// The open transaction holding commit-safe reading back for over 1 s.
+    pub blocked_by: Option<Blocker>,
     /// Why the daemon is not ready or degraded (empty when ok).
     pub reasons: Vec<String>,
 }
@@ -45,10 +54,15 @@ impl HealthReport {
     }
 }
 
-/// Builds the report and decides the status (SPEC §4.4).
-pub fn health_report(ctx: &HttpContext) -> HealthReport {
+/// Builds the report from a fresh sample and decides the status (SPEC §4.4).
+pub async fn fresh_report(ctx: &HttpContext) -> HealthReport {
+    let lag = ctx.view.fresh().await;
+    health_report(ctx, lag)
+}
+
+/// Builds the report from `lag` and decides the status (SPEC §4.4).
+pub fn health_report(ctx: &HttpContext, lag: LagSample) -> HealthReport {
     let s = &ctx.state;
-    let lag = s.lag();
     let owners = s.owners.lock().map(|o| o.clone()).unwrap_or_default();
     let database_up = s.database_up.load(Ordering::Relaxed);
     let heartbeat_age = s.heartbeat_age_seconds();
@@ -61,7 +75,9 @@ pub fn health_report(ctx: &HttpContext) -> HealthReport {
     let work_pending = lag.lag_events > 0 || in_flight > 0;
 
     let mut down = Vec::new();
-    if !lag.sampled {
+    if !s.started.load(Ordering::Relaxed) {
+        down.push("starting: waiting for the database and the checkpoints".to_owned());
+    } else if !lag.sampled {
         down.push("starting: lag not measured yet".to_owned());
     }
     if !database_up {
@@ -107,6 +123,7 @@ pub fn health_report(ctx: &HttpContext) -> HealthReport {
     HealthReport {
         status,
         database: if database_up { "up" } else { "down" },
+        sampled_at: lag.sampled_at,
         lag_events: lag.lag_events,
         max_stream_lag: lag.max_stream_lag,
         lag_seconds: lag.lag_seconds,
@@ -122,13 +139,14 @@ pub fn health_report(ctx: &HttpContext) -> HealthReport {
             .map(|(i, p)| PartitionReport {
                 partition: i,
                 owner: owners.get(i).cloned().flatten(),
-                checkpoint: p.checkpoint.load(Ordering::Relaxed),
+                checkpoint: lag.checkpoints.get(i).copied().unwrap_or(0),
                 lag_events: p.in_flight.load(Ordering::Relaxed),
                 state: p.state(),
                 restarts: p.restarts.load(Ordering::Relaxed),
             })
             .collect(),
         partition_coverage: lag.coverage,
+        blocked_by: lag.blocked_by,
         reasons: down,
     }
 }
@@ -142,12 +160,12 @@ fn code(ready: bool) -> StatusCode {
 }
 
 pub async fn health(ctx: web::Data<HttpContext>) -> HttpResponse {
-    let report = health_report(&ctx);
+    let report = fresh_report(&ctx).await;
     HttpResponse::build(code(report.ready())).json(report)
 }
 
 pub async fn ready(ctx: web::Data<HttpContext>) -> HttpResponse {
-    let report = health_report(&ctx);
+    let report = fresh_report(&ctx).await;
     HttpResponse::build(code(report.ready())).json(serde_json::json!({
         "status": report.status,
         "reasons": report.reasons,

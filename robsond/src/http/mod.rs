@@ -1,12 +1,14 @@
-//! HTTP (SPEC §4.4): health, readiness, metrics, per-stream progress and the
-//! admin endpoints, served by actix-web in the daemon's actix System.
-//! Handlers read the shared daemon state; only `/streams` and the admin
-//! endpoints query the database.
+//! HTTP (SPEC §4.4): health, readiness, metrics, read-your-writes waits,
+//! per-stream progress and the admin endpoints, served by actix-web in the
+//! daemon's actix System. `/health` and `/metrics` share one lag sample per
+//! 200 ms (`daemon::view`); `/wait` reads the database once per waiter;
+//! `/streams` and the admin endpoints query it.
 
 mod admin;
 pub mod error;
 mod health;
 mod streams;
+mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,15 +19,17 @@ use sqlx::PgPool;
 
 use crate::config::Secret;
 use crate::daemon::state::DaemonState;
+use crate::daemon::view::LagView;
 use crate::metrics::Metrics;
 
-pub use health::{health_report, HealthReport};
+pub use health::{fresh_report, health_report, HealthReport};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct HttpContext {
     pub state: Arc<DaemonState>,
     pub metrics: Arc<Metrics>,
+    pub view: Arc<LagView>,
     pub pool: PgPool,
     pub poll_interval: Duration,
     pub max_lag_seconds: f64,
@@ -48,6 +52,7 @@ pub fn serve(ctx: HttpContext, addr: SocketAddr) -> std::io::Result<(Server, Soc
             .route("/health/ready", web::get().to(health::ready))
             .route("/metrics", web::get().to(metrics))
             .route("/streams", web::get().to(streams::list))
+            .route("/wait", web::get().to(wait::wait))
             .service(admin::scope())
     })
     .workers(1)
@@ -59,6 +64,8 @@ pub fn serve(ctx: HttpContext, addr: SocketAddr) -> std::io::Result<(Server, Soc
 }
 
 async fn metrics(ctx: web::Data<HttpContext>) -> HttpResponse {
+    // The gauges of the lag are set when a sample is published.
+    ctx.view.fresh().await;
     ctx.metrics
         .heartbeat_age_seconds
         .set(ctx.state.heartbeat_age_seconds());

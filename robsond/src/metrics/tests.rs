@@ -15,6 +15,7 @@ fn every_series_exists_right_after_startup() {
         ("robson_eventlog_head_position", "gauge"),
         ("robson_parked_streams", "gauge"),
         ("robson_held_events", "gauge"),
+        ("robson_read_blocked_seconds", "gauge"),
         ("robson_batch_duration_seconds", "histogram"),
         ("robson_batch_size", "histogram"),
         ("robson_actor_restarts_total", "counter"),
@@ -42,6 +43,7 @@ fn every_series_exists_right_after_startup() {
         "robson_partition_coverage_months{table=\"snapshots\"} 0",
         "robson_batch_duration_seconds_bucket{le=\"0.0005\"} 0",
         "robson_batch_size_bucket{le=\"10000\"} 0",
+        "robson_read_blocked_seconds 0",
     ];
     for line in series {
         assert!(

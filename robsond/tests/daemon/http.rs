@@ -7,13 +7,15 @@ use robson_eventlog::testing::TestDb;
 use serde_json::Value;
 
 use crate::support::{
-    append_flows, get_json, get_text, guard_against_hang, http, unprojected, url_with_password,
-    wait_caught_up, Daemon,
+    append_flows, flows, free_port, get_json, get_text, guard_against_hang, http, unprojected,
+    url_with_password, wait_caught_up, Daemon,
 };
 
-const HEALTH_FIELDS: [&str; 12] = [
+const HEALTH_FIELDS: [&str; 14] = [
     "status",
     "database",
+    "sampled_at",
+    "blocked_by",
     "lag_events",
     "max_stream_lag",
     "lag_seconds",
@@ -35,7 +37,8 @@ const PARTITION_FIELDS: [&str; 6] = [
     "restarts",
 ];
 
-const METRICS: [(&str, &str); 16] = [
+const METRICS: [(&str, &str); 17] = [
+    ("robson_read_blocked_seconds", "gauge"),
     ("robson_events_applied_total", "counter"),
     ("robson_events_skipped_total", "counter"),
     ("robson_events_dead_lettered_total", "counter"),
@@ -343,4 +346,125 @@ async fn readiness_fails_during_a_large_catch_up_while_liveness_holds() {
         ready_while_behind.join("\n")
     );
     daemon.stop().await;
+}
+
+/// Fails unless `health` is one consistent view: `sampled_at` present and
+/// at most 250 ms older than the request (`sent`), and `head_position` at or
+/// above every partition's checkpoint. Returns (head, age in ms).
+fn assert_consistent(health: &Value, sent: chrono::DateTime<chrono::Utc>) -> (i64, i64) {
+    let sampled_at = health["sampled_at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no RFC 3339 sampled_at: {health}"));
+    let age = (sent - sampled_at.with_timezone(&chrono::Utc)).num_milliseconds();
+    assert!(age <= 250, "a view {age} ms old: {health}");
+    let head = health["head_position"].as_i64().expect("head_position");
+    for p in health["partitions"].as_array().expect("partitions") {
+        let checkpoint = p["checkpoint"].as_i64().expect("checkpoint");
+        assert!(
+            checkpoint <= head,
+            "checkpoint {checkpoint} above head {head}: {health}"
+        );
+    }
+    (head, age)
+}
+
+/// Events up to `head` that are neither applied nor held behind a parked stream.
+async fn unapplied_up_to(pool: &sqlx::PgPool, head: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*)::int8 FROM event_log e
+           LEFT JOIN projection_stream_progress p USING (stream_key)
+          WHERE e.global_position <= $1 AND e.seq > coalesce(p.last_seq, 0)
+            AND p.parked_seq IS NULL",
+    )
+    .bind(head)
+    .fetch_one(pool)
+    .await
+    .expect("count unapplied events")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn every_health_answer_during_a_burst_is_one_fresh_consistent_view() {
+    let db = TestDb::new().await;
+    let env = [("ROBSON_PARTITIONS", "4"), ("ROBSON_BATCH_SIZE", "100")];
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    let events = flows(85, 20_000);
+    let pool = db.pool.clone();
+    // One writer, chunks committed in order: an event up to a head seen in
+    // one snapshot was committed in it.
+    let burst = tokio::spawn(async move { crate::support::append_all(&pool, &events).await });
+    let client = http();
+    let started = Instant::now();
+    let (mut answers, mut zero_lag, mut oldest) = (0, 0, 0);
+    loop {
+        daemon.assert_running("during the burst");
+        let done = burst.is_finished();
+        let sent = chrono::Utc::now();
+        let (_, health) = get_json(&client, &daemon.url("/health")).await;
+        let (head, age) = assert_consistent(&health, sent);
+        answers += 1;
+        oldest = oldest.max(age);
+        if health["lag_events"] == 0 {
+            zero_lag += 1;
+            let unapplied = unapplied_up_to(&db.pool, head).await;
+            assert_eq!(
+                unapplied, 0,
+                "lag_events 0 with events up to {head} unapplied: {health}"
+            );
+            if done && unprojected(&db.pool).await == 0 {
+                break;
+            }
+        }
+        guard_against_hang(started, &format!("burst: {health}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{answers} answers, {zero_lag} with lag 0, oldest view {oldest} ms");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn without_a_database_at_start_up_http_answers_and_sigterm_exits_0() {
+    // Nothing listens on this port: the database is unreachable, not misconfigured.
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+    let mut daemon = Daemon::start(&url, &[]).await;
+    let client = http();
+    let (live, _) = get_json(&client, &daemon.url("/health/live")).await;
+    assert_eq!(live, 200);
+    let (code, health) = get_json(&client, &daemon.url("/health")).await;
+    assert_eq!(
+        (code, &health["database"]),
+        (503, &Value::from("down")),
+        "{health}"
+    );
+    let (ready, _) = get_json(&client, &daemon.url("/health/ready")).await;
+    assert_eq!(ready, 503);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGTERM while starting: {status:?}"
+    );
+    let log = daemon.stderr();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn a_port_in_use_exits_1_with_one_error_and_no_panic() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let mut daemon = Daemon::spawn(&db.url, &[("ROBSON_HTTP_ADDR", &addr)]);
+    let status = daemon.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}");
+    let log = daemon.stderr();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains(&format!("Failed to bind ROBSON_HTTP_ADDR {addr}"))
+            && log.contains("Address already in use"),
+        "{log}"
+    );
+    drop(taken);
 }

@@ -29,4 +29,5 @@ mod shutdown;
 mod stall;
 mod supervision;
 mod support;
+mod wait;
 mod writers;
