@@ -7,7 +7,8 @@
 //!
 //! A binary of its own: stopping the server affects every database of the
 //! cluster, and cargo runs test binaries one after another, so nothing else
-//! runs meanwhile. It needs `scripts/with-postgres.sh`, which exports the
+//! runs meanwhile; within the binary its tests take [`ONE_AT_A_TIME`], as
+//! each stops the server or holds reading back for the others. It needs `scripts/with-postgres.sh`, which exports the
 //! data directory, the binaries and the `runuser` prefix used here.
 
 // The daemon tests' helpers; this binary uses only some of them.
@@ -25,6 +26,10 @@ use support::{
     append_flows, assert_equals_clean_run, get_json, get_text, guard_against_hang, http,
     metric_sum, wait_caught_up, wait_projected, Daemon,
 };
+
+/// Held for the whole of each test: the libtest threads would otherwise run
+/// them side by side, and one's outage would break another's database.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The test cluster's server, restarted on drop if a test left it stopped.
 #[derive(Debug)]
@@ -109,6 +114,7 @@ const DOWNTIME: Duration = Duration::from_secs(3);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn the_daemon_survives_a_database_restart_and_finishes_its_catch_up() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut server = Server::from_env();
     let db = TestDb::new().await;
     let total = append_flows(&db.pool, 90, 15_000).await as i64;
@@ -206,6 +212,7 @@ async fn reachable(url: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn an_outage_during_a_catch_up_shows_within_a_second_and_so_does_the_return() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut server = Server::from_env();
     let db = TestDb::new().await;
     let total = append_flows(&db.pool, 92, 15_000).await as i64;
@@ -241,6 +248,7 @@ async fn an_outage_during_a_catch_up_shows_within_a_second_and_so_does_the_retur
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn a_daemon_started_while_the_server_is_stopped_serves_http_and_starts_when_it_returns() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut server = Server::from_env();
     let db = TestDb::new().await;
     let total = append_flows(&db.pool, 93, 500).await as i64;
@@ -280,6 +288,7 @@ async fn a_daemon_started_while_the_server_is_stopped_serves_http_and_starts_whe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn an_open_transaction_holding_reading_back_is_named_in_health_and_metrics() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     use sqlx::Connection as _;
     let db = TestDb::new().await;
     let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "2")]).await;
