@@ -22,7 +22,6 @@ mod generate;
 mod hostile;
 mod http;
 mod instances;
-mod notify;
 mod partitions;
 mod poison;
 mod shutdown;

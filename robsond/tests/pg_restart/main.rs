@@ -2,8 +2,10 @@
 //! stays up, says `database: "down"` (503) meanwhile, reconnects and
 //! finishes with the tables of a clean run.
 //!
-//! Also here: a transaction held open on purpose (`blocked_by`), which holds
-//! back commit-safe reading in every database of the cluster.
+//! Also here, as they need the cluster to themselves: a transaction held
+//! open on purpose (`blocked_by`), which holds back commit-safe reading in
+//! every database of the cluster, and the NOTIFY latency tests (`notify`),
+//! which any other test's open transaction would hold back.
 //!
 //! A binary of its own: stopping the server affects every database of the
 //! cluster, and cargo runs test binaries one after another, so nothing else
@@ -15,6 +17,8 @@
 #[allow(dead_code)]
 #[path = "../daemon/support.rs"]
 mod support;
+
+mod notify;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

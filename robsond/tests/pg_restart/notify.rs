@@ -2,6 +2,11 @@
 //! ten minutes, only `LISTEN robson_events` can make an append visible
 //! within seconds. A daemon that never listened, or never listened again
 //! after losing its listening connection, fails here.
+//!
+//! In this binary (one test at a time, nothing else on the cluster):
+//! commit-safe reading waits for the oldest open transaction of the whole
+//! cluster, so another test's long transaction would hold the read back
+//! and make a latency bound meaningless.
 
 use std::time::{Duration, Instant};
 
@@ -129,6 +134,7 @@ async fn assert_woken_by_notify(pool: &PgPool, daemon: &mut Daemon, tenant: Uuid
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn appends_are_projected_within_seconds_by_notify_alone_with_a_ten_minute_poll() {
+    let _serial = crate::ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;
     let mut daemon = Daemon::start(&db.url, &[("ROBSON_POLL_INTERVAL_MS", NO_POLLING)]).await;
     wait_caught_up(&db.pool, &mut daemon).await;
@@ -140,6 +146,7 @@ async fn appends_are_projected_within_seconds_by_notify_alone_with_a_ten_minute_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn a_killed_listen_connection_is_replaced_and_latency_comes_back() {
+    let _serial = crate::ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;
     let mut daemon = Daemon::start(&db.url, &[("ROBSON_POLL_INTERVAL_MS", NO_POLLING)]).await;
     let tenant = Uuid::new_v4();
