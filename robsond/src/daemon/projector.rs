@@ -354,19 +354,7 @@ async fn project_batch(
             Ok::<BatchOutcome, BatchError>(outcome)
         }
         .instrument(span.clone());
-        let attempt = tokio::select! {
-            attempt = attempt => attempt,
-            // The drain is over: the transaction is dropped here, inside the
-            // runtime, and rolls back; the batch is read again next start.
-            _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
-        };
-        let attempt = match attempt {
-            Ok(outcome) => Ok(outcome),
-            Err(BatchError::LayoutChanged(err)) => return Err(err.into()),
-            Err(BatchError::Stopped) => return Err(Failure::Stopped),
-            Err(BatchError::Projection(err)) => Err(err),
-        };
-        match attempt {
+        match until_aborted(setup, attempt).await? {
             Ok(outcome) => {
                 setup
                     .state
@@ -401,17 +389,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
             tx.commit().await?;
             Ok::<BatchOutcome, BatchError>(outcome)
         };
-        let attempt = tokio::select! {
-            attempt = attempt => attempt,
-            _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
-        };
-        let attempt = match attempt {
-            Ok(outcome) => Ok(outcome),
-            Err(BatchError::LayoutChanged(err)) => return Err(err.into()),
-            Err(BatchError::Stopped) => return Err(Failure::Stopped),
-            Err(BatchError::Projection(err)) => Err(err),
-        };
-        match attempt {
+        match until_aborted(setup, attempt).await? {
             Ok(outcome) => {
                 recovered(&setup.state.partitions[setup.partition]);
                 setup.state.waiters.look_up([stream_key.to_owned()]);
@@ -456,6 +434,26 @@ async fn begin(
     tokio::select! {
         tx = setup.pool.begin() => Ok(tx?),
         () = give_up => Err(BatchError::Stopped),
+    }
+}
+
+/// Runs one attempt unless the drain is over. `Ok` holds what the caller
+/// retries or records; a layout change and a stop end the unit of work.
+/// (Abandoned, the transaction is dropped here, inside the runtime, and
+/// rolls back; its events are read again on the next start.)
+async fn until_aborted(
+    setup: &ProjectorSetup,
+    attempt: impl std::future::Future<Output = Result<BatchOutcome, BatchError>>,
+) -> Result<Result<BatchOutcome, robson_projector::ProjectionError>, Failure> {
+    let attempt = tokio::select! {
+        attempt = attempt => attempt,
+        _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
+    };
+    match attempt {
+        Ok(outcome) => Ok(Ok(outcome)),
+        Err(BatchError::LayoutChanged(err)) => Err(err.into()),
+        Err(BatchError::Stopped) => Err(Failure::Stopped),
+        Err(BatchError::Projection(err)) => Ok(Err(err)),
     }
 }
 

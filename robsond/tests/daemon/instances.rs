@@ -6,25 +6,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use robson_eventlog::testing::TestDb;
-use serde_json::Value;
 
 use crate::support::{
     append_flows, assert_equals_clean_run, get_json, get_text, guard_against_hang, http,
-    metric_sum, wait_caught_up, Daemon,
+    metric_sum, owners, wait_caught_up, Daemon,
 };
 
 const PARTITIONS: &str = "8";
-
-fn owners(health: &Value) -> Vec<Option<String>> {
-    health["partitions"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| p["owner"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Waits until every partition has an owner among `alive` and the partitions
 /// are balanced (each owns floor or ceil of 8 / alive); returns the owners.

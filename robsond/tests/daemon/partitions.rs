@@ -5,12 +5,11 @@
 use std::time::{Duration, Instant};
 
 use robson_eventlog::testing::TestDb;
-use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::support::{
-    append_flows, assert_equals_clean_run, assert_no_panic, guard_against_hang, http, projected,
-    try_get_json, unprojected, wait_caught_up, wait_projected, Daemon, HANG_GUARD,
+    append_flows, assert_equals_clean_run, assert_no_panic, guard_against_hang, http, owners,
+    projected, try_get_json, unprojected, wait_caught_up, wait_projected, Daemon, HANG_GUARD,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,17 +58,6 @@ async fn locked_layouts(pool: &PgPool) -> Vec<i64> {
     .fetch_all(pool)
     .await
     .expect("read pg_locks")
-}
-
-fn owners(health: &Value) -> Vec<Option<String>> {
-    health["partitions"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .map(|p| p["owner"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Appends generated flows in small steps until told to stop; returns how

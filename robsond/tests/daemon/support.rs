@@ -642,3 +642,15 @@ impl Drop for Relay {
         self.cut();
     }
 }
+
+/// Each partition's `owner` in a `/health` answer (None while unowned).
+pub fn owners(health: &Value) -> Vec<Option<String>> {
+    health["partitions"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| p["owner"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
