@@ -90,6 +90,8 @@ pub struct Metrics {
     pub batch_duration_seconds: Histogram,
     pub batch_size: Histogram,
     pub partitions_owned: IntGauge,
+    /// Completed partition-ownership rounds (one a second while alive).
+    pub ownership_rounds: IntCounter,
     pub heartbeat_age_seconds: Gauge,
     /// 1 while the database answers, 0 otherwise.
     pub database_up: IntGauge,
@@ -206,6 +208,13 @@ impl Metrics {
                 IntGauge::new(
                     "robson_partitions_owned",
                     "Stream partitions this instance projects.",
+                )?,
+            )?,
+            ownership_rounds: register(
+                r,
+                IntCounter::new(
+                    "robson_ownership_rounds_total",
+                    "Partition-ownership rounds completed (one a second while the instance shares partitions).",
                 )?,
             )?,
             heartbeat_age_seconds: register(

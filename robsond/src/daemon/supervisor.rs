@@ -240,6 +240,7 @@ impl DaemonSupervisor {
                     .metrics
                     .partitions_owned
                     .set(act.running().len() as i64);
+                act.setup.metrics.ownership_rounds.inc();
             }
             Ok(Round::Adopt(stored, ownership)) => {
                 act.ownership = Some(ownership);

@@ -1,12 +1,11 @@
 //! `kill -9` at any moment loses only an uncommitted transaction (SPEC §4.1).
 
-use std::time::Duration;
-
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use robson_eventlog::testing::TestDb;
 
 use crate::support::{
-    append_flows, assert_equals_clean_run, projected, unprojected, wait_caught_up, Daemon,
+    append_flows, assert_equals_clean_run, projected, unprojected, wait_caught_up, wait_projected,
+    Daemon,
 };
 
 const KILLS: usize = 10;
@@ -24,21 +23,33 @@ async fn ten_kill_9s_during_a_catch_up_leave_the_tables_of_one_clean_run() {
     // Small batches: many commits, so kills land between and inside them.
     let env = [("ROBSON_PARTITIONS", "4"), ("ROBSON_BATCH_SIZE", "50")];
     let seed: u64 = rand::random();
-    eprintln!("kill delays from seed {seed}");
+    eprintln!("kill points from seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut done = projected(&db.pool).await;
     for kill in 1..=KILLS {
         let backlog = unprojected(&db.pool).await;
         if backlog < MIN_BACKLOG {
             flows_seed += 1;
             total += append_flows(&db.pool, flows_seed, (MIN_BACKLOG - backlog) as usize).await;
         }
+        let backlog = unprojected(&db.pool).await;
+        // The kill point is a state, not a delay: a random share (at most
+        // half) of this run's backlog projected, so the daemon worked in
+        // this run and work is left whatever the machine's speed.
+        let kill_at = done + rng.gen_range(1..=backlog / 2);
         let mut daemon = Daemon::spawn(&db.url, &env);
-        let delay = Duration::from_millis(rng.gen_range(200..=1500));
-        tokio::time::sleep(delay).await;
+        wait_projected(&db.pool, &mut daemon, kill_at).await;
         daemon.assert_running("before its kill");
         daemon.kill().await;
-        let done = projected(&db.pool).await;
-        eprintln!("kill {kill} after {delay:?}: {done} of {total} events projected");
+        let before = done;
+        done = projected(&db.pool).await;
+        let left = unprojected(&db.pool).await;
+        eprintln!("kill {kill} at {kill_at}: {done} of {total} events projected, {left} left");
+        assert!(
+            done > before,
+            "kill {kill}: nothing was projected in this run"
+        );
+        assert!(left > 0, "kill {kill} landed after the catch-up ended");
     }
     let mut daemon = Daemon::start(&db.url, &env).await;
     wait_caught_up(&db.pool, &mut daemon).await;

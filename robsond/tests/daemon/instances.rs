@@ -65,26 +65,34 @@ async fn three_instances_share_partitions_survive_a_kill_and_a_join_and_apply_ea
     let total = total + append_flows(&db.pool, 12, 10_000).await;
     let client = http();
     let before_kill = processed(&get_text(&client, &b.url("/metrics")).await);
+    let rounds_at_kill = rounds(&a).await;
     b.kill().await;
     let killed = Instant::now();
     wait_shared_by(&a, &["a", "c"]).await;
-    let takeover = killed.elapsed();
-    eprintln!("takeover after kill -9: {takeover:?}");
-    assert!(
-        takeover < Duration::from_secs(10),
-        "takeover took {takeover:?}"
+    // Counted in the survivors' ownership rounds (one a second), not in
+    // wall-clock time, so a busy machine cannot fail it: the locks die with
+    // b's session, and the next rounds take them.
+    let takeover = rounds(&a).await - rounds_at_kill;
+    eprintln!(
+        "takeover after kill -9: {takeover} rounds, {:?}",
+        killed.elapsed()
     );
+    assert!(takeover <= MAX_ROUNDS, "takeover took {takeover} rounds");
 
     // d joins later: the partitions are rebalanced over three again.
     let total = total + append_flows(&db.pool, 13, 10_000).await;
     let mut d = Daemon::start(&db.url, &env("d")).await;
     let joined = Instant::now();
+    let rounds_at_join = rounds(&a).await;
     let rebalanced = wait_shared_by(&a, &["a", "c", "d"]).await;
-    let rebalance = joined.elapsed();
-    eprintln!("after d joined ({rebalance:?}): {rebalanced:?}");
+    let rebalance = rounds(&a).await - rounds_at_join;
+    eprintln!(
+        "after d joined ({rebalance} rounds, {:?}): {rebalanced:?}",
+        joined.elapsed()
+    );
     assert!(
-        rebalance < Duration::from_secs(10),
-        "rebalancing took {rebalance:?}"
+        rebalance <= MAX_ROUNDS,
+        "rebalancing took {rebalance} rounds"
     );
     wait_caught_up(&db.pool, &mut a).await;
 
@@ -107,6 +115,17 @@ async fn three_instances_share_partitions_survive_a_kill_and_a_join_and_apply_ea
         daemon.stop().await;
     }
     assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", PARTITIONS)]).await;
+}
+
+/// Ownership rounds within which a takeover or a rebalancing is done: a
+/// taker needs one round once the locks are free, a giver drains its
+/// partition first (a batch or two), so a few rounds leave room to spare.
+const MAX_ROUNDS: f64 = 5.0;
+
+/// Ownership rounds `daemon` has completed.
+async fn rounds(daemon: &Daemon) -> f64 {
+    let text = get_text(&http(), &daemon.url("/metrics")).await;
+    metric_sum(&text, "robson_ownership_rounds_total", "")
 }
 
 /// Events a daemon applied, skipped as unhandled or dead-lettered.
