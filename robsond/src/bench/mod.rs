@@ -12,10 +12,10 @@
 //! equal a clean rebuild.
 
 mod daemon;
-mod probe;
+pub mod probe;
 mod reference;
 mod report;
-mod waiters;
+pub mod waiters;
 
 use std::path::PathBuf;
 use std::time::Instant;

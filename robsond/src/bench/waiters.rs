@@ -20,6 +20,11 @@ const PER_BATCH: usize = 50;
 
 /// Runs the measurement on threads of its own; no database needed.
 pub fn wake_latencies() -> anyhow::Result<Latencies> {
+    Ok(Latencies::of(wake_samples()?))
+}
+
+/// One delay per waiter, in milliseconds.
+pub fn wake_samples() -> anyhow::Result<Vec<f64>> {
     let waiters = Arc::new(Waiters::new(MAX_WAITERS));
     let keys: Vec<String> = (0..WAITERS).map(|i| format!("bench:{i}")).collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -69,13 +74,12 @@ pub fn wake_latencies() -> anyhow::Result<Latencies> {
     let committed = committer
         .join()
         .map_err(|_| anyhow::anyhow!("the committing thread panicked"))?;
-    let samples: Vec<f64> = committed
+    committed
         .iter()
         .zip(&answered)
         .map(|(c, a)| a.map(|a| (a - *c).as_secs_f64() * 1000.0))
         .collect::<Option<Vec<f64>>>()
-        .ok_or_else(|| anyhow::anyhow!("a waiter was never answered"))?;
-    Ok(Latencies::of(samples))
+        .ok_or_else(|| anyhow::anyhow!("a waiter was never answered"))
 }
 
 fn envelope(stream_key: &str) -> EventEnvelope {
