@@ -1,8 +1,10 @@
-//! The trading-small fixture (tests/fixtures/trading-small): every line
-//! appended in order, projected under both poison policies in several
-//! delivery orders and batch sizes, and compared exactly with the expected
-//! tables, dead letters, parked streams and waiting events. (robsond's tests
-//! replay the same fixture through SQL `append_event` and the real daemon.)
+//! The fixtures (tests/fixtures/trading-small, made by hand outside the
+//! project, and trading-medium, generated with an independent oracle by
+//! scripts/fixtures/trading_medium.py): every line appended in order,
+//! projected under both poison policies in several delivery orders and batch
+//! sizes, and compared exactly with the expected tables, dead letters, parked
+//! streams and waiting events. (robsond's tests replay the same fixtures
+//! through SQL `append_event` and the real daemon.)
 
 use robson_eventlog::EventEnvelope;
 use robson_projector::testing::Fixture;
@@ -26,8 +28,8 @@ fn arrangements(events: &[EventEnvelope]) -> Vec<(&'static str, Vec<EventEnvelop
     ]
 }
 
-async fn check_fixture(policy: PoisonPolicy) {
-    let fixture = Fixture::load("trading-small", policy);
+async fn check_fixture(name: &'static str, policy: PoisonPolicy) {
+    let fixture = Fixture::load(name, policy);
     let db = TestDb::new().await;
     let mut outcomes = Vec::new();
     for event in fixture.events() {
@@ -77,11 +79,23 @@ async fn check_fixture(policy: PoisonPolicy) {
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn trading_small_projects_exactly_as_expected_when_parking() {
-    check_fixture(PoisonPolicy::Park).await;
+    check_fixture("trading-small", PoisonPolicy::Park).await;
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn trading_small_projects_exactly_as_expected_when_skipping() {
-    check_fixture(PoisonPolicy::Skip).await;
+    check_fixture("trading-small", PoisonPolicy::Skip).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn trading_medium_projects_exactly_as_expected_when_parking() {
+    check_fixture("trading-medium", PoisonPolicy::Park).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn trading_medium_projects_exactly_as_expected_when_skipping() {
+    check_fixture("trading-medium", PoisonPolicy::Skip).await;
 }

@@ -1,4 +1,6 @@
-//! The trading-small fixture end to end: every request appended through SQL
+//! The fixtures end to end (trading-small, made by hand outside the project,
+//! and trading-medium, generated with an independent oracle by
+//! scripts/fixtures/trading_medium.py): every request appended through SQL
 //! `append_event` (as a writer in any language would), projected by the real
 //! `robsond run`, and compared with the fixture's expected tables, dead
 //! letters, parked streams and waiting events — data the project did not
@@ -35,8 +37,8 @@ async fn append_with_sql(pool: &PgPool, request: &Value) -> (i64, bool) {
     .unwrap_or_else(|e| panic!("append_event {request}: {e}"))
 }
 
-async fn replay_through_the_daemon(policy: PoisonPolicy) {
-    let fixture = Fixture::load("trading-small", policy);
+async fn replay_through_the_daemon(name: &'static str, policy: PoisonPolicy) {
+    let fixture = Fixture::load(name, policy);
     let db = TestDb::new().await;
     let mut outcomes = Vec::with_capacity(fixture.requests.len());
     for request in &fixture.requests {
@@ -54,11 +56,23 @@ async fn replay_through_the_daemon(policy: PoisonPolicy) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn trading_small_through_sql_and_the_daemon_gives_the_expected_tables_when_parking() {
-    replay_through_the_daemon(PoisonPolicy::Park).await;
+    replay_through_the_daemon("trading-small", PoisonPolicy::Park).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn trading_small_through_sql_and_the_daemon_gives_the_expected_tables_when_skipping() {
-    replay_through_the_daemon(PoisonPolicy::Skip).await;
+    replay_through_the_daemon("trading-small", PoisonPolicy::Skip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn trading_medium_through_sql_and_the_daemon_gives_the_expected_tables_when_parking() {
+    replay_through_the_daemon("trading-medium", PoisonPolicy::Park).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn trading_medium_through_sql_and_the_daemon_gives_the_expected_tables_when_skipping() {
+    replay_through_the_daemon("trading-medium", PoisonPolicy::Skip).await;
 }
