@@ -7,9 +7,9 @@
 //! through SQL `append_event` and the real daemon.)
 
 use robson_eventlog::{append_event, Event, EventEnvelope};
-use sqlx::PgPool;
 use robson_projector::testing::Fixture;
 use robson_projector::PoisonPolicy;
+use sqlx::PgPool;
 
 use crate::support::{self, TestDb};
 
