@@ -23,6 +23,7 @@ use crate::daemon::checkpoint;
 use crate::daemon::retry::Backoff;
 use crate::daemon::state::DaemonState;
 use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
+use crate::daemon::trend::{self, Trend};
 use crate::daemon::view::LagView;
 use crate::daemon::{probe, waiters};
 use crate::http::{self, HttpContext};
@@ -94,10 +95,13 @@ impl Starting {
         let metrics =
             Arc::new(Metrics::new(config.partitions).context("Failed to create metrics")?);
         let pool = pool_for(options.clone(), config.database.max_connections);
+        let view = LagView::new(pool.clone(), state.clone(), metrics.clone());
+        let trend = Trend::new();
         let ctx = HttpContext {
             state: state.clone(),
             metrics: metrics.clone(),
-            view: LagView::new(pool.clone(), state.clone(), metrics.clone()),
+            view: view.clone(),
+            trend: trend.clone(),
             pool: pool.clone(),
             poll_interval: config.poll_interval,
             max_lag_seconds: config.health_max_lag.as_secs_f64(),
@@ -109,6 +113,14 @@ impl Starting {
         let server_handle = server.handle();
         actix_rt::spawn(server);
         let (probe, stop_probe) = tokio::sync::watch::channel(false);
+        // The console's sampler ends with the probe.
+        actix_rt::spawn(trend::run(
+            trend,
+            view,
+            state.clone(),
+            metrics.clone(),
+            stop_probe.clone(),
+        ));
         actix_rt::spawn(probe::run(
             options,
             state.clone(),

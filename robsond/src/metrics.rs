@@ -65,6 +65,15 @@ const BATCH_SIZE_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
 ];
 
+/// This process's event counters summed over their labels (for the
+/// console's throughput, `daemon::trend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventTotals {
+    pub applied: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+}
+
 /// Every metric of the daemon, registered in `registry`.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -300,6 +309,15 @@ impl Metrics {
             .with_label_values(&[table.as_str()])
     }
 
+    /// The event counters, each summed over its label values.
+    pub fn event_totals(&self) -> EventTotals {
+        EventTotals {
+            applied: counter_sum(&self.events_applied),
+            skipped: counter_sum(&self.events_skipped),
+            dead_lettered: counter_sum(&self.events_dead_lettered),
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -309,6 +327,16 @@ impl Metrics {
         // The text encoder writes only UTF-8 (names, labels and numbers).
         String::from_utf8_lossy(&buffer).into_owned()
     }
+}
+
+fn counter_sum(counters: &IntCounterVec) -> u64 {
+    use prometheus::core::Collector as _;
+    counters
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 fn register<M: prometheus::core::Collector + Clone + 'static>(

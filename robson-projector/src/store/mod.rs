@@ -18,7 +18,8 @@ use crate::error::ErrorKind;
 
 pub use batch::{apply_batch, apply_event};
 pub use operator::{
-    catch_up_stream, list_parked, resume_stream, ParkedStream, ResumeAction, ResumeError, Resumed,
+    catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
+    ResumeError, Resumed,
 };
 
 /// What happens to a stream when one of its events fails permanently

@@ -78,6 +78,16 @@ impl ParkedStream {
 pub async fn list_parked<'c>(
     executor: impl PgExecutor<'c>,
 ) -> Result<Vec<ParkedStream>, sqlx::Error> {
+    list_parked_page(executor, None, None).await
+}
+
+/// The parked streams after `after` (by stream_key), at most `limit` of
+/// them (all when None): the console's pages.
+pub async fn list_parked_page<'c>(
+    executor: impl PgExecutor<'c>,
+    after: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<ParkedStream>, sqlx::Error> {
     sqlx::query_as(
         r#"
         SELECT p.stream_key, p.tenant_id, p.parked_seq, p.last_seq,
@@ -89,10 +99,13 @@ pub async fn list_parked<'c>(
           FROM projection_stream_progress p
           LEFT JOIN event_streams s ON s.stream_key = p.stream_key
           LEFT JOIN projection_dead_letters d ON d.stream_key = p.stream_key AND d.seq = p.parked_seq
-         WHERE p.parked_seq IS NOT NULL
+         WHERE p.parked_seq IS NOT NULL AND ($1::text IS NULL OR p.stream_key > $1)
          ORDER BY p.stream_key
+         LIMIT $2
         "#,
     )
+    .bind(after)
+    .bind(limit)
     .fetch_all(executor)
     .await
 }

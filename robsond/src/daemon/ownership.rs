@@ -251,6 +251,37 @@ impl Ownership {
     }
 }
 
+/// A live instance: a holder of the membership lock (see the module doc).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct Member {
+    /// Its ROBSON_INSTANCE_ID (from its coordination session's name).
+    pub instance: String,
+    /// Its configured ROBSON_PARTITIONS.
+    pub configured_partitions: i64,
+    /// When its coordination session connected (about when it started).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub client_addr: Option<String>,
+}
+
+/// Every live instance on this database, by name (for the console).
+pub async fn live_members<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT substr(a.application_name, 9) AS instance,
+                l.objid::int8 AS configured_partitions,
+                a.backend_start AS since, host(a.client_addr) AS client_addr
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid = $1::int4::oid
+          ORDER BY 1",
+    )
+    .bind(MEMBER_CLASS)
+    .fetch_all(executor)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

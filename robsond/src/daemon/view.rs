@@ -1,8 +1,8 @@
 //! Fresh lag samples on demand, shared by every `/health` and `/metrics`
 //! request: a sample younger than [`FRESH_FOR`] is reused; otherwise ONE
 //! request takes a new one (the others wait for it), so the database sees
-//! at most one sample per [`FRESH_FOR`] however many clients ask, and none
-//! while nobody does.
+//! at most one sample per [`FRESH_FOR`] however many clients ask. One
+//! client always asks once a second: the console's trend (`super::trend`).
 //!
 //! The sample runs in a task of its own holding the single-flight lock: a
 //! client that gives up does not cancel it, and a slow database never has

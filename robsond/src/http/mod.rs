@@ -2,9 +2,11 @@
 //! per-stream progress and the admin endpoints, served by actix-web in the
 //! daemon's actix System. `/health` and `/metrics` share one lag sample per
 //! 200 ms (`daemon::view`); `/wait` reads the database once per waiter;
-//! `/streams` and the admin endpoints query it.
+//! `/streams` and the admin endpoints query it. `GET /` is the operator
+//! console (`console`), which reads the same state.
 
 mod admin;
+mod console;
 pub mod error;
 mod health;
 mod streams;
@@ -19,6 +21,7 @@ use sqlx::PgPool;
 
 use crate::config::Secret;
 use crate::daemon::state::DaemonState;
+use crate::daemon::trend::Trend;
 use crate::daemon::view::LagView;
 use crate::metrics::Metrics;
 
@@ -30,6 +33,8 @@ pub struct HttpContext {
     pub state: Arc<DaemonState>,
     pub metrics: Arc<Metrics>,
     pub view: Arc<LagView>,
+    /// The console's last 15 minutes of lag and throughput.
+    pub trend: Arc<Trend>,
     pub pool: PgPool,
     pub poll_interval: Duration,
     pub max_lag_seconds: f64,
@@ -54,6 +59,8 @@ pub fn serve(ctx: HttpContext, addr: SocketAddr) -> std::io::Result<(Server, Soc
             .route("/streams", web::get().to(streams::list))
             .route("/wait", web::get().to(wait::wait))
             .service(admin::scope())
+            .configure(console::configure)
+            .service(console::scope())
     })
     .workers(1)
     .disable_signals()

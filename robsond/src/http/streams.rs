@@ -7,10 +7,39 @@ use serde::{Deserialize, Serialize};
 use super::error::{self, ApiError};
 use super::HttpContext;
 
+/// `?after=KEY&limit=N`, as `/streams` and `/console/parked` take it.
 #[derive(Debug, Deserialize)]
 pub struct Page {
     after: Option<String>,
     limit: Option<i64>,
+}
+
+impl Page {
+    /// `after` (a stream key; empty or absent: from the first stream) and
+    /// `limit` (1 to 1000, `default` when absent), checked before any
+    /// query runs.
+    pub fn checked(&self, default: i64) -> Result<(Option<&str>, i64), ApiError> {
+        let limit = self.limit.unwrap_or(default);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let after = self.after.as_deref().filter(|a| !a.is_empty());
+        if let Some(after) = after {
+            error::stream_key("after", after)?;
+        }
+        Ok((after, limit))
+    }
+}
+
+/// The `after` of the next page: the last key of a full page, else none.
+pub fn next_after<T>(items: &[T], limit: i64, key: impl Fn(&T) -> &str) -> Option<String> {
+    if items.len() as i64 == limit {
+        items.last().map(|i| key(i).to_owned())
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -50,22 +79,9 @@ pub async fn list(
     ctx: web::Data<HttpContext>,
     q: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let after = q.after.as_deref().filter(|a| !a.is_empty());
-    if let Some(after) = after {
-        error::stream_key("after", after)?;
-    }
+    let (after, limit) = q.checked(100)?;
     let streams = page(&ctx.pool, after, limit).await?;
-    let next_after = if streams.len() as i64 == limit {
-        streams.last().map(|s| s.stream_key.clone())
-    } else {
-        None
-    };
+    let next_after = next_after(&streams, limit, |s| &s.stream_key);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "streams": streams,
         "next_after": next_after,

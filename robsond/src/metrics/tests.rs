@@ -72,3 +72,21 @@ fn instances_have_separate_registries() {
         .contains("robson_events_skipped_total{reason=\"already_applied\"} 3"));
     assert!(b.render().contains("robson_database_up 0"));
 }
+
+#[test]
+fn event_totals_sum_every_label_value() {
+    let m = Metrics::new(3).expect("metrics");
+    m.events_applied(0).inc_by(5);
+    m.events_applied(2).inc_by(7);
+    m.events_skipped(SkipReason::UnhandledType).inc();
+    m.events_skipped(SkipReason::PoisonSkipped).inc_by(2);
+    m.events_dead_lettered(DeadLetterKind::InvalidPayload).inc();
+    assert_eq!(
+        m.event_totals(),
+        EventTotals {
+            applied: 12,
+            skipped: 3,
+            dead_lettered: 1
+        }
+    );
+}
