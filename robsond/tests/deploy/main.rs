@@ -8,6 +8,8 @@
 //! `prometheus`) must be on PATH: the promtool tests fail, naming the
 //! package, when it is missing, rather than pass without checking.
 
+mod dashboard;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -309,29 +311,11 @@ impl Exported {
 
 /// The `expr` of every dashboard target and the templating queries.
 fn dashboard_exprs() -> Vec<String> {
-    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, v) in map {
-                    match (key.as_str(), v) {
-                        ("expr" | "definition", serde_json::Value::String(s)) => {
-                            out.push(s.clone())
-                        }
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
     let json: serde_json::Value =
         serde_json::from_str(&read(DASHBOARD)).expect("the dashboard is JSON");
     let schema = json["schemaVersion"].as_u64().expect("schemaVersion");
     assert!(schema >= 36, "schemaVersion {schema}");
-    let mut out = Vec::new();
-    walk(&json, &mut out);
-    out
+    dashboard::exprs(&json)
 }
 
 /// The `expr:` values of alerts.yml: on the line itself, or a `|`/`>` block
