@@ -188,6 +188,7 @@ fn print_banner(app: &Application, about: &str, args: &DevArgs) {
     println!(
         "robsond dev is running; press Ctrl-C to stop.\n  \
          {about}\n  \
+         console     http://{http}/\n  \
          health      http://{http}/health\n  \
          metrics     http://{http}/metrics\n  \
          live flow   {flow}"

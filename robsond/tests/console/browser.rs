@@ -104,6 +104,14 @@ impl Browser {
         }
     }
 
+    /// A browser at 1280×800 showing `url`.
+    pub async fn open(url: &str) -> Browser {
+        let browser = Browser::start().await;
+        browser.viewport(1280, 800).await;
+        browser.client.goto(url).await.expect("open the page");
+        browser
+    }
+
     /// Runs `script` (a function body; `arguments` are `args`) in the page.
     pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
         self.client

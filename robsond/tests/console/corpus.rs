@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{append_all, event};
+use crate::support::{append_all, event, wait_for_stream, Daemon};
 
 /// The admin token of the daemon under test.
 pub const TOKEN: &str = "console-token-7d1e93b0c4";
@@ -47,20 +47,11 @@ impl Corpus {
             "order_id": b, "exchange_trade_id": "console-t1", "fill_price": "3000.5",
             "fill_quantity": "0.123456789", "fee": "0.1", "fee_asset": "USDT"
         });
+        let ack = |id: &str| json!({"order_id": a, "exchange_order_id": id});
         let events = [
-            event(
-                tenant,
-                &skip_key,
-                "ORDER_ACKED",
-                json!({"order_id": a, "exchange_order_id": "x-1"}),
-            ),
+            event(tenant, &skip_key, "ORDER_ACKED", ack("x-1")),
             event(tenant, &skip_key, "ORDER_SUBMITTED", order(a, "buy")),
-            event(
-                tenant,
-                &skip_key,
-                "ORDER_ACKED",
-                json!({"order_id": a, "exchange_order_id": "x-2"}),
-            ),
+            event(tenant, &skip_key, "ORDER_ACKED", ack("x-2")),
             event(tenant, &retry_key, "ORDER_SUBMITTED", order(b, "sell")),
             event(tenant, &retry_key, "FILL_RECEIVED", fill),
             event(
@@ -86,6 +77,13 @@ impl Corpus {
             (self.retry_key.as_str(), 2),
             (self.html_key.as_str(), 1),
         ]
+    }
+
+    /// Waits until the daemon has parked each of the three streams.
+    pub async fn wait_parked(&self, pool: &PgPool, daemon: &mut Daemon) {
+        for (key, seq) in self.parked() {
+            wait_for_stream(pool, daemon, key, PARKED_SEQ, seq).await;
+        }
     }
 
     pub fn all_keys(&self) -> [&str; 3] {

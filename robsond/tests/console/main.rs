@@ -37,6 +37,19 @@ pub fn screenshot_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Waits until the stream `key` (three events) is projected to its head,
+/// and checks its dead letter is resolved as `resolution`.
+async fn resumed_in_database(
+    pool: &sqlx::PgPool,
+    daemon: &mut Daemon,
+    key: &str,
+    resolution: &str,
+) {
+    wait_for_stream(pool, daemon, key, corpus::LAST_SEQ, 3_i64).await;
+    let got = corpus::resolution(pool, key).await;
+    assert_eq!(got.as_deref(), Some(resolution), "{key}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_token() {
@@ -52,19 +65,11 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
         ],
     )
     .await;
-    for (key, seq) in corpus.parked() {
-        wait_for_stream(&db.pool, &mut daemon, key, corpus::PARKED_SEQ, seq).await;
-    }
+    corpus.wait_parked(&db.pool, &mut daemon).await;
     wait_caught_up(&db.pool, &mut daemon).await;
     page::check_headers_and_json(&daemon, &corpus).await;
 
-    let browser = Browser::start().await;
-    browser.viewport(1280, 800).await;
-    browser
-        .client
-        .goto(&daemon.url("/"))
-        .await
-        .expect("open the console");
+    let browser = Browser::open(&daemon.url("/")).await;
     page::wait_for_partitions(&browser, 4, "console-a").await;
     page::wait_for_parked(&browser, &corpus.all_keys()).await;
     page::assert_shown_as_text(&browser, &corpus).await;
@@ -92,20 +97,7 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
     browser
         .click_in_row(&corpus.skip_key, "button.confirm-skip")
         .await;
-    wait_for_stream(
-        &db.pool,
-        &mut daemon,
-        &corpus.skip_key,
-        corpus::LAST_SEQ,
-        3_i64,
-    )
-    .await;
-    assert_eq!(
-        corpus::resolution(&db.pool, &corpus.skip_key)
-            .await
-            .as_deref(),
-        Some("skipped")
-    );
+    resumed_in_database(&db.pool, &mut daemon, &corpus.skip_key, "skipped").await;
     page::wait_for_text(&browser, "#action-result", "Skipped seq 1").await;
     page::wait_for_parked(&browser, &[&corpus.retry_key, &corpus.html_key]).await;
 
@@ -114,20 +106,7 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
     browser
         .click_in_row(&corpus.retry_key, "button.retry")
         .await;
-    wait_for_stream(
-        &db.pool,
-        &mut daemon,
-        &corpus.retry_key,
-        corpus::LAST_SEQ,
-        3_i64,
-    )
-    .await;
-    assert_eq!(
-        corpus::resolution(&db.pool, &corpus.retry_key)
-            .await
-            .as_deref(),
-        Some("retried")
-    );
+    resumed_in_database(&db.pool, &mut daemon, &corpus.retry_key, "retried").await;
     assert_eq!(
         corpus::order_status(&db.pool, &corpus.retry_key).await,
         Some("canceled".to_owned()),
@@ -164,16 +143,8 @@ async fn without_an_admin_token_the_console_hides_retry_and_skip_and_says_why() 
     let db = TestDb::new().await;
     let corpus = Corpus::append(&db.pool).await;
     let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "2")]).await;
-    for (key, seq) in corpus.parked() {
-        wait_for_stream(&db.pool, &mut daemon, key, corpus::PARKED_SEQ, seq).await;
-    }
-    let browser = Browser::start().await;
-    browser.viewport(1280, 800).await;
-    browser
-        .client
-        .goto(&daemon.url("/"))
-        .await
-        .expect("open the console");
+    corpus.wait_parked(&db.pool, &mut daemon).await;
+    let browser = Browser::open(&daemon.url("/")).await;
     page::wait_for_parked(&browser, &corpus.all_keys()).await;
     page::wait_for_text(&browser, "#admin-off", "ROBSON_ADMIN_TOKEN is not set").await;
     let hidden = browser
