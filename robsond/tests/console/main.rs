@@ -139,13 +139,18 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
-async fn without_an_admin_token_the_console_hides_retry_and_skip_and_says_why() {
+async fn without_an_admin_token_the_console_hides_retry_and_skip_and_says_why_and_lists_every_instance(
+) {
     let db = TestDb::new().await;
     let corpus = Corpus::append(&db.pool).await;
-    let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "2")]).await;
+    let env = |id| [("ROBSON_PARTITIONS", "2"), ("ROBSON_INSTANCE_ID", id)];
+    let mut daemon = Daemon::start(&db.url, &env("plain-a")).await;
     corpus.wait_parked(&db.pool, &mut daemon).await;
+    // A second instance on the same database: both listed, sharing the work.
+    let mut other = Daemon::start(&db.url, &env("plain-b")).await;
     let browser = Browser::open(&daemon.url("/")).await;
     page::wait_for_parked(&browser, &corpus.all_keys()).await;
+    page::wait_for_instances(&browser, &["plain-a", "plain-b"]).await;
     page::wait_for_text(&browser, "#admin-off", "ROBSON_ADMIN_TOKEN is not set").await;
     let hidden = browser
         .js(
@@ -164,5 +169,6 @@ async fn without_an_admin_token_the_console_hides_retry_and_skip_and_says_why() 
         "no token form and no Retry/Skip without ROBSON_ADMIN_TOKEN"
     );
     browser.close().await;
+    other.stop().await;
     daemon.stop().await;
 }

@@ -22,6 +22,23 @@ pub async fn wait_for_partitions(browser: &Browser, n: usize, instance: &str) {
         .await;
 }
 
+/// Waits until the instances table lists exactly `names` and the
+/// partitions are shared among them, each owning at least one.
+pub async fn wait_for_instances(browser: &Browser, names: &[&str]) {
+    let want = serde_json::to_string(names).expect("names as JSON");
+    let script = format!(
+        "const name = (c) => c.textContent.replace(' (this instance)', '');
+         const listed = Array.from(document.querySelectorAll('#instances-body .owner')).map(name).sort();
+         const owners = new Set(Array.from(document.querySelectorAll('#partitions-body .owner')).map(name));
+         const want = {want};
+         return JSON.stringify(listed) === JSON.stringify(want)
+           && owners.size === want.length && want.every((n) => owners.has(n));"
+    );
+    browser
+        .wait_until(&format!("instances {want} sharing the partitions"), &script)
+        .await;
+}
+
 /// Waits until the parked-streams table lists exactly `keys`.
 pub async fn wait_for_parked(browser: &Browser, keys: &[&str]) {
     let mut want: Vec<&str> = keys.to_vec();
