@@ -37,6 +37,16 @@ pub fn screenshot_path(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Takes a snapshot with `robsond snapshot`; returns its id.
+async fn take_snapshot(url: &str, pool: &sqlx::PgPool) -> String {
+    let out = support::robsond(&["snapshot"], &[("DATABASE_URL", url)]).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", support::texts(&out));
+    sqlx::query_scalar("SELECT snapshot_id::text FROM snapshots ORDER BY taken_at DESC LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .expect("the snapshot just taken")
+}
+
 /// Waits until the stream `key` (three events) is projected to its head,
 /// and checks its dead letter is resolved as `resolution`.
 async fn resumed_in_database(
@@ -67,12 +77,15 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
     .await;
     corpus.wait_parked(&db.pool, &mut daemon).await;
     wait_caught_up(&db.pool, &mut daemon).await;
+    let snapshot = take_snapshot(&db.url, &db.pool).await;
     page::check_headers_and_json(&daemon, &corpus).await;
 
     let browser = Browser::open(&daemon.url("/")).await;
     page::wait_for_partitions(&browser, 4, "console-a").await;
     page::wait_for_parked(&browser, &corpus.all_keys()).await;
     page::assert_shown_as_text(&browser, &corpus).await;
+    page::wait_for_text(&browser, "#snapshot", &snapshot).await;
+    page::wait_for_coverage(&browser).await;
 
     // Without a token the buttons cannot be used; with it they can.
     assert_eq!(

@@ -39,6 +39,18 @@ pub async fn wait_for_instances(browser: &Browser, names: &[&str]) {
         .await;
 }
 
+/// Waits until the coverage table shows both monthly-partitioned tables
+/// covered (2 months ahead or more, `OK`).
+pub async fn wait_for_coverage(browser: &Browser) {
+    let script = "const rows = Array.from(document.querySelectorAll('#coverage-body tr'))
+           .map((r) => Array.from(r.cells).map((c) => c.textContent).join(' ')).sort();
+         return rows.length === 2 && /^event_log ([2-9]|[1-9][0-9]+) OK$/.test(rows[0])
+           && /^snapshots ([2-9]|[1-9][0-9]+) OK$/.test(rows[1]);";
+    browser
+        .wait_until("partition coverage of both tables", script)
+        .await;
+}
+
 /// Waits until the parked-streams table lists exactly `keys`.
 pub async fn wait_for_parked(browser: &Browser, keys: &[&str]) {
     let mut want: Vec<&str> = keys.to_vec();
