@@ -185,6 +185,9 @@ pub async fn check_headers_and_json(daemon: &Daemon, corpus: &Corpus) {
     for (path, kind) in [
         ("/", "text/html; charset=utf-8"),
         ("/console/console.js", "text/javascript; charset=utf-8"),
+        ("/console/dom.js", "text/javascript; charset=utf-8"),
+        ("/console/chart.js", "text/javascript; charset=utf-8"),
+        ("/console/parked.js", "text/javascript; charset=utf-8"),
         ("/console/console.css", "text/css; charset=utf-8"),
     ] {
         let r = client
@@ -225,7 +228,7 @@ pub async fn check_headers_and_json(daemon: &Daemon, corpus: &Corpus) {
             assert!(
                 body.split("<script")
                     .skip(1)
-                    .all(|s| s.starts_with(" src=")),
+                    .all(|s| s.starts_with(" type=\"module\" src=\"/")),
                 "inline script in the page"
             );
         }

@@ -1,4 +1,4 @@
-//! The operator console (SPEC §4.4, `GET /`): one page, its script and its
+//! The operator console (SPEC §4.4, `GET /`): one page, its scripts and its
 //! style sheet, embedded in the binary (no CDN, no build step, works
 //! offline), and the read-only JSON it refreshes from every 2 s besides
 //! `/health`: `/console/overview` (instances, last snapshot, whether the
@@ -25,8 +25,23 @@ use crate::daemon::ownership::{self, Member};
 use crate::daemon::trend;
 
 const INDEX_HTML: &str = include_str!("index.html");
-const CONSOLE_JS: &str = include_str!("console.js");
-const CONSOLE_CSS: &str = include_str!("console.css");
+
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// The page's files under `/console/`: name, content type, content. The
+/// script is ES modules (`console.js` imports the others), so each file
+/// stays about one part of the page.
+const FILES: &[(&str, &str, &str)] = &[
+    ("console.js", JAVASCRIPT, include_str!("console.js")),
+    ("dom.js", JAVASCRIPT, include_str!("dom.js")),
+    ("chart.js", JAVASCRIPT, include_str!("chart.js")),
+    ("parked.js", JAVASCRIPT, include_str!("parked.js")),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_str!("console.css"),
+    ),
+];
 
 /// Only this origin's script, styles and JSON; nothing inline, no frames,
 /// no forms posted anywhere. `data:` images: the page's empty favicon.
@@ -45,11 +60,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `/console/*`: the page's files and its JSON.
 pub fn scope() -> Scope {
     web::scope("/console")
-        .route("/console.js", web::get().to(script))
-        .route("/console.css", web::get().to(style))
         .route("/overview", web::get().to(overview))
         .route("/trend", web::get().to(trend_json))
         .route("/parked", web::get().to(parked))
+        // Last: the JSON routes above take their names first.
+        .route("/{file}", web::get().to(file))
 }
 
 /// A response with the console's security headers.
@@ -69,12 +84,12 @@ async fn index() -> HttpResponse {
     page_file("text/html; charset=utf-8", INDEX_HTML)
 }
 
-async fn script() -> HttpResponse {
-    page_file("text/javascript; charset=utf-8", CONSOLE_JS)
-}
-
-async fn style() -> HttpResponse {
-    page_file("text/css; charset=utf-8", CONSOLE_CSS)
+async fn file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    FILES
+        .iter()
+        .find(|(n, _, _)| *n == name.as_str())
+        .map(|(_, content_type, body)| page_file(content_type, body))
+        .ok_or_else(|| ApiError::NotFound("no such endpoint".to_owned()))
 }
 
 /// JSON that is never cached (it is the state of the moment).
