@@ -234,6 +234,11 @@ pub async fn check_headers_and_json(daemon: &Daemon, corpus: &Corpus) {
         }
     }
 
+    for missing in ["/console/nope.js", "/console/", "/console/../index.html"] {
+        let (code, body) = get_json(&client, &daemon.url(missing)).await;
+        assert_eq!(code, 404, "{missing}: {body}");
+    }
+
     // Parked streams, one per page, in key order, then the limits.
     let mut keys = Vec::new();
     let mut after = String::new();
