@@ -95,7 +95,8 @@ pub struct AppendArgs {
     /// Stream key, e.g. order:<uuid>.
     #[arg(long, value_name = "KEY")]
     pub stream: String,
-    /// Event type, e.g. OrderPlaced.
+    /// Event type, e.g. ORDER_SUBMITTED (the twelve projected types: docs/events.md;
+    /// any other type is stored and skipped as unhandled).
     #[arg(long = "type", value_name = "TYPE")]
     pub event_type: String,
     /// Event payload as JSON (normally an object).
