@@ -107,6 +107,7 @@ impl Starting {
             max_lag_seconds: config.health_max_lag.as_secs_f64(),
             max_lag_events: config.health_max_lag_events as i64,
             admin_token: config.admin_token.clone(),
+            read_token: config.read_token.clone(),
         };
         let (server, http_addr) = http::serve(ctx, config.http_addr)
             .with_context(|| format!("Failed to bind ROBSON_HTTP_ADDR {}", config.http_addr))?;

@@ -93,6 +93,7 @@ pub struct RawConfig {
     pub robson_health_max_lag_events: Option<String>,
     pub robson_on_poison: Option<String>,
     pub robson_admin_token: Option<Secret<String>>,
+    pub robson_read_token: Option<Secret<String>>,
     pub robson_instance_id: Option<String>,
     pub robson_log_format: Option<String>,
     pub rust_log: Option<String>,
@@ -175,6 +176,8 @@ pub struct Config {
     pub on_poison: OnPoison,
     /// `None` turns the admin endpoints off.
     pub admin_token: Option<Secret<String>>,
+    /// `None` leaves `/streams` and `/wait` open (docs/http.md).
+    pub read_token: Option<Secret<String>>,
     pub instance_id: String,
     pub log_format: LogFormat,
     /// The tracing filter directive (RUST_LOG), not yet parsed.
@@ -214,14 +217,16 @@ impl Config {
                 invalid("ROBSON_HTTP_ADDR", v, expected)
             })?,
         };
-        let admin_token = match set(raw.robson_admin_token.as_ref().map(|s| s.expose().as_str())) {
-            None => None,
-            Some(t) if t.chars().count() >= 16 => Some(Secret::new(t.to_owned())),
-            Some(_) => {
-                let expected = "at least 16 characters, or unset to turn the admin endpoints off";
-                return Err(invalid_hidden("ROBSON_ADMIN_TOKEN", expected));
-            }
-        };
+        let admin_token = token(
+            &raw.robson_admin_token,
+            "ROBSON_ADMIN_TOKEN",
+            "at least 16 characters, or unset to turn the admin endpoints off",
+        )?;
+        let read_token = token(
+            &raw.robson_read_token,
+            "ROBSON_READ_TOKEN",
+            "at least 16 characters, or unset to leave /streams and /wait open",
+        )?;
         let instance_id = match set(raw.robson_instance_id.as_deref()) {
             None => default_instance_id(raw.hostname.as_deref()),
             Some(v) if v.chars().count() <= 64 && !v.contains(unprintable) => v.to_owned(),
@@ -247,10 +252,24 @@ impl Config {
             health_max_lag_events: int(&raw.robson_health_max_lag_events, MAX_LAG_EVENTS)?,
             on_poison: choice(&raw.robson_on_poison, "ROBSON_ON_POISON", on_poison)?,
             admin_token,
+            read_token,
             instance_id,
             log_format: choice(&raw.robson_log_format, "ROBSON_LOG_FORMAT", log_format)?,
             log_filter: set(raw.rust_log.as_deref()).unwrap_or("info").to_owned(),
         })
+    }
+}
+
+/// A bearer token variable: unset, or at least 16 characters (never echoed).
+fn token(
+    raw: &Option<Secret<String>>,
+    var: &'static str,
+    expected: &'static str,
+) -> Result<Option<Secret<String>>, ConfigError> {
+    match set(raw.as_ref().map(|s| s.expose().as_str())) {
+        None => Ok(None),
+        Some(t) if t.chars().count() >= 16 => Ok(Some(Secret::new(t.to_owned()))),
+        Some(_) => Err(invalid_hidden(var, expected)),
     }
 }
 

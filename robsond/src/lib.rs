@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod partition;
 pub mod replay;
 pub mod telemetry;
+pub mod text;
 
 use std::process::ExitCode;
 

@@ -276,3 +276,23 @@ fn default_instance_id_is_hostname_dash_pid_within_64_characters() {
         "{id}"
     );
 }
+
+#[test]
+fn the_read_token_is_optional_hidden_and_at_least_16_characters() {
+    assert!(config(&[]).expect("valid").read_token.is_none());
+    assert!(config(&[("ROBSON_READ_TOKEN", "")])
+        .expect("valid")
+        .read_token
+        .is_none());
+    let err = error(&[("ROBSON_READ_TOKEN", "short-read")]);
+    assert!(
+        err.contains("ROBSON_READ_TOKEN=(value hidden)") && !err.contains("short-read"),
+        "{err}"
+    );
+    let c = config(&[("ROBSON_READ_TOKEN", "read-0123456789abcdef")]).expect("valid");
+    assert!(!format!("{c:?}").contains("read-0123"));
+    assert_eq!(
+        c.read_token.map(|t| t.expose().clone()).as_deref(),
+        Some("read-0123456789abcdef")
+    );
+}

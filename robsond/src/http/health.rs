@@ -102,14 +102,12 @@ pub fn health_report(ctx: &HttpContext, lag: LagSample) -> HealthReport {
     }
     let mut degraded = Vec::new();
     if lag.parked_streams > 0 {
-        degraded.push(format!("{} parked streams", lag.parked_streams));
+        degraded.push(crate::text::count(lag.parked_streams, "parked stream"));
     }
     for c in &lag.coverage {
         if c.months_ahead < 2 {
-            degraded.push(format!(
-                "{} partitioned only {} months ahead",
-                c.table_name, c.months_ahead
-            ));
+            let months = crate::text::count(c.months_ahead.into(), "month");
+            degraded.push(format!("{} partitioned only {months} ahead", c.table_name));
         }
     }
     let status = if !down.is_empty() {

@@ -6,6 +6,7 @@
 //! console (`console`), which reads the same state.
 
 mod admin;
+pub mod auth;
 mod console;
 pub mod error;
 mod health;
@@ -40,6 +41,8 @@ pub struct HttpContext {
     pub max_lag_seconds: f64,
     pub max_lag_events: i64,
     pub admin_token: Option<Secret<String>>,
+    /// `None`: `/streams` and `/wait` are open (see `auth::read`).
+    pub read_token: Option<Secret<String>>,
 }
 
 /// Binds the server (port 0 allowed) and returns it with its bound address.

@@ -1,7 +1,7 @@
 //! `GET /streams?after=KEY&limit=N`: per-stream progress, paged by key.
 //! Bad parameters are 400 (see `error`), checked before any query runs.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::error::{self, ApiError};
@@ -75,10 +75,10 @@ pub async fn page(
 
 /// `after` is a stream key (empty or absent: from the first stream); `limit`
 /// 1 to 1000, 100 when absent.
-pub async fn list(
-    ctx: web::Data<HttpContext>,
-    q: web::Query<Page>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(ctx: web::Data<HttpContext>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    super::auth::read(&ctx, &req)?;
+    let q = web::Query::<Page>::from_query(req.query_string())
+        .map_err(|err| ApiError::bad_request(format!("expected ?after=KEY&limit=N: {err}")))?;
     let (after, limit) = q.checked(100)?;
     let streams = page(&ctx.pool, after, limit).await?;
     let next_after = next_after(&streams, limit, |s| &s.stream_key);

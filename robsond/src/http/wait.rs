@@ -29,6 +29,9 @@ fn bad_request(message: impl Into<String>) -> HttpResponse {
 }
 
 pub async fn wait(ctx: web::Data<HttpContext>, req: HttpRequest) -> HttpResponse {
+    if let Err(err) = super::auth::read(&ctx, &req) {
+        return err.error_response();
+    }
     let params = match web::Query::<Params>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
         Err(err) => {

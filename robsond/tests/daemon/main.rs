@@ -21,6 +21,7 @@ mod fixture;
 mod generate;
 mod hostile;
 mod http;
+mod http_doc;
 mod instances;
 mod partitions;
 mod poison;
