@@ -29,7 +29,15 @@ pub enum Command {
     Run,
     /// Apply the embedded migrations; a no-op when they are already applied.
     Migrate,
-    /// Show checkpoints, lag and parked streams, read from the database.
+    /// Show checkpoints, lag, partition owners and parked streams, read from the database.
+    ///
+    /// No daemon needed. A partition's owner is the instance holding its
+    /// advisory lock now (from pg_locks and the holder's application_name,
+    /// `robsond:<ROBSON_INSTANCE_ID>`); the instance that committed its
+    /// checkpoint last is shown beside it, marked stale when it is not the
+    /// holder or nobody holds the partition. Positions are
+    /// tx_id/global_position: the appending transaction's id and the event's
+    /// global_position, the order the daemon reads the log in.
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -218,26 +218,7 @@ impl Ownership {
     /// Owner instance of every partition of this layout (None when
     /// unowned), from the locks and the owners' application names.
     pub async fn owners(&mut self) -> Result<Vec<Option<String>>, sqlx::Error> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT l.objid::int8, substr(a.application_name, 9)
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND l.classid = $1::int4::oid",
-        )
-        .bind(PARTITION_CLASS)
-        .fetch_all(&mut self.conn)
-        .await?;
-        let mut owners = vec![None; self.partitions];
-        for (key, owner) in rows {
-            if key / LAYOUT_STRIDE != self.partitions as i64 {
-                continue; // another layout's lock
-            }
-            if let Some(slot) = owners.get_mut((key % LAYOUT_STRIDE) as usize) {
-                *slot = Some(owner);
-            }
-        }
-        Ok(owners)
+        lock_holders(&mut self.conn, self.partitions).await
     }
 
     /// Ends the session (and with it every lock) in an orderly way.
@@ -280,6 +261,39 @@ pub async fn live_members<'c>(
     .bind(MEMBER_CLASS)
     .fetch_all(executor)
     .await
+}
+
+/// The instance holding each partition lock of a layout of `partitions`
+/// (None when nobody does): the real owner, whoever committed the
+/// checkpoint last. The instance id is the holder session's
+/// `application_name` (`robsond:<ROBSON_INSTANCE_ID>`, set by [`Ownership::join`]);
+/// a session whose name this role may not read (another role, without
+/// `pg_read_all_stats`) is named by its backend pid, `pid N`.
+pub async fn lock_holders<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    partitions: usize,
+) -> Result<Vec<Option<String>>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT l.objid::int8,
+                coalesce(nullif(substr(a.application_name, 9), ''), 'pid ' || l.pid)
+           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid = $1::int4::oid",
+    )
+    .bind(PARTITION_CLASS)
+    .fetch_all(conn)
+    .await?;
+    let mut owners = vec![None; partitions];
+    for (key, owner) in rows {
+        if key / LAYOUT_STRIDE != partitions as i64 {
+            continue; // another layout's lock
+        }
+        if let Some(slot) = owners.get_mut((key % LAYOUT_STRIDE) as usize) {
+            *slot = Some(owner);
+        }
+    }
+    Ok(owners)
 }
 
 #[cfg(test)]

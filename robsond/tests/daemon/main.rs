@@ -27,6 +27,7 @@ mod partitions;
 mod poison;
 mod shutdown;
 mod stall;
+mod status_owner;
 mod supervision;
 mod support;
 mod wait;
