@@ -25,6 +25,7 @@ mod http_doc;
 mod instances;
 mod partitions;
 mod poison;
+mod runbooks;
 mod shutdown;
 mod stall;
 mod status_owner;
