@@ -160,9 +160,9 @@ async fn write_steps(
     let mut savepoint = conn.begin().await?;
     let written: Result<Folded, ProjectionError> = async {
         let mut rows = tables::load(&mut savepoint, &plan::keys(steps)).await?;
-        let folded = plan::fold(&mut rows, steps, progress, policy);
+        let mut folded = plan::fold(&mut rows, steps, progress, policy);
         tables::write(&mut savepoint, &rows).await?;
-        dead_letters::record(&mut savepoint, &folded.outcome.dead_lettered, policy).await?;
+        dead_letters::record(&mut savepoint, &mut folded.outcome.dead_lettered, policy).await?;
         progress::update(&mut savepoint, &folded.progress).await?;
         Ok(folded)
     }
@@ -195,8 +195,8 @@ async fn apply_one(
         Err(err) if err.class() == ErrorClass::Permanent => {
             let event = step.event.as_ref();
             warn!(stream = %event.stream_key, seq = event.seq, error = %err, "Event refused by the database; dead-lettering it.");
-            let folded = plan::fail(step, &err, progress, policy);
-            dead_letters::record(conn, &folded.outcome.dead_lettered, policy).await?;
+            let mut folded = plan::fail(step, &err, progress, policy);
+            dead_letters::record(conn, &mut folded.outcome.dead_lettered, policy).await?;
             progress::update(conn, &folded.progress).await?;
             folded
         }

@@ -1,6 +1,8 @@
 //! Recording failed events in `projection_dead_letters` (SPEC §4.3). A
 //! repeated failure of the same event (after a retry) bumps `attempts` and
-//! replaces the error instead of adding a row.
+//! replaces the error instead of adding a row; each letter learns which of
+//! the two happened ([`DeadLetter::new_row`]), so that counts of dead letters
+//! count rows, not attempts.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use super::{DeadLetter, PoisonPolicy};
 /// [`PoisonPolicy::Park`] they stay unresolved until an operator acts.
 pub async fn record(
     conn: &mut PgConnection,
-    letters: &[DeadLetter],
+    letters: &mut [DeadLetter],
     policy: PoisonPolicy,
 ) -> Result<(), sqlx::Error> {
     if letters.is_empty() {
@@ -30,7 +32,9 @@ pub async fn record(
         PoisonPolicy::Park => None,
         PoisonPolicy::Skip => Some("skipped"),
     };
-    sqlx::query(
+    // `xmax = 0` holds for a row this statement inserted, not for one it
+    // updated on conflict.
+    let inserted: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         INSERT INTO projection_dead_letters AS d
                (event_id, tenant_id, stream_key, seq, global_position, event_type,
@@ -47,6 +51,7 @@ pub async fn record(
                failed_at = now(),
                resolution = EXCLUDED.resolution,
                resolved_at = EXCLUDED.resolved_at
+        RETURNING d.event_id, (d.xmax = 0)
         "#,
     )
     .bind(&event_ids)
@@ -58,7 +63,12 @@ pub async fn record(
     .bind(&kinds)
     .bind(&errors)
     .bind(resolution)
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
+    for letter in letters.iter_mut() {
+        letter.new_row = inserted
+            .iter()
+            .any(|(id, new)| *id == letter.event_id && *new);
+    }
     Ok(())
 }

@@ -64,6 +64,10 @@ pub struct DeadLetter {
     pub event_type: String,
     pub error_kind: ErrorKind,
     pub error: String,
+    /// True when this wrote a new row of `projection_dead_letters`; false
+    /// when the event had one already (a retried event that failed again:
+    /// the row's `attempts` grew). Set by the write.
+    pub new_row: bool,
 }
 
 /// What a batch did, for the daemon's metrics. Every event of the batch is

@@ -274,6 +274,7 @@ pub fn dead_letter(event: &EventEnvelope, kind: ErrorKind, err: &ProjectionError
         event_type: event.event_type.clone(),
         error_kind: kind,
         error,
+        new_row: true,
     }
 }
 

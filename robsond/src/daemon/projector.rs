@@ -503,9 +503,15 @@ fn record(
     m.events_skipped(SkipReason::AlreadyApplied)
         .inc_by(outcome.already_applied);
     for dl in &outcome.dead_lettered {
-        m.events_dead_lettered(dead_letter_kind(dl.error_kind))
-            .inc();
-        tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "Dead-lettered an event.");
+        // Rows written, not attempts: a retried event that fails again
+        // updates its row (attempts + 1) and is not counted twice.
+        if dl.new_row {
+            m.events_dead_lettered(dead_letter_kind(dl.error_kind))
+                .inc();
+            tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "Dead-lettered an event.");
+        } else {
+            tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "A retried event failed again; its dead letter's attempts grew.");
+        }
     }
     if setup.policy == PoisonPolicy::Skip {
         m.events_skipped(SkipReason::PoisonSkipped)

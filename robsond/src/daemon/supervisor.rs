@@ -27,6 +27,7 @@ use super::poller::{Poller, PollerSetup, StopPolling, StopSignal};
 use super::projector::{Drain, Projector, ProjectorSetup, Retire};
 use super::state::DaemonState;
 use crate::config::Secret;
+use crate::metrics::DbErrorKind;
 use crate::metrics::Metrics;
 
 /// How often ownership is rebalanced (takeover happens within about this).
@@ -248,6 +249,11 @@ impl DaemonSupervisor {
             }
             Ok(Round::Stopped) => {}
             Err(err) => {
+                let kind = match robson_projector::classify(&err) {
+                    robson_projector::ErrorClass::Transient => DbErrorKind::Transient,
+                    robson_projector::ErrorClass::Permanent => DbErrorKind::Permanent,
+                };
+                act.setup.metrics.db_errors(kind).inc();
                 tracing::warn!(error = %err, "Partition ownership round failed; retrying.");
                 // The advisory locks died with the session; join again next round.
                 act.ownership = None;

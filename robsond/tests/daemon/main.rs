@@ -23,6 +23,7 @@ mod hostile;
 mod http;
 mod http_doc;
 mod instances;
+mod metric_semantics;
 mod partitions;
 mod poison;
 mod runbooks;
