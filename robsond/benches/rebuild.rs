@@ -24,6 +24,7 @@ const DEFAULT_EVENTS: usize = 50_000;
 fn options(from_snapshot: bool) -> RebuildOptions {
     RebuildOptions {
         from_snapshot,
+        snapshot_id: None,
         policy: PoisonPolicy::Park,
         batch_size: 500,
     }

@@ -7,9 +7,28 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use uuid::Uuid;
 
+/// What every help page ends with: the environment and the exit codes.
+const FOOTER: &str = "\
+Environment:
+  DATABASE_URL   PostgreSQL URL, required by every command but `dev` and `bench`
+                 (postgres://user:password@host:5432/robson; never printed)
+  ROBSON_*       the daemon's settings (README, Configuration); RUST_LOG the log filter
+  NO_COLOR       set (to anything) to turn off colour in text logs; colour is only
+                 used when stderr is a terminal
+
+Exit codes:
+  0  success
+  1  failure (database error, a difference found by verify, a parked stream for wait)
+  2  usage or configuration error (a missing or invalid variable is named)
+  3  wait: timed out
+
+Docs: docs/operations.md (runbooks), docs/events.md (event types), docs/http.md (HTTP)";
+
 /// The robson projection daemon and its operator tools.
+///
+/// Without a command, runs the daemon (`robsond run`).
 #[derive(Debug, Parser)]
-#[command(name = "robsond", version, propagate_version = true)]
+#[command(name = "robsond", version, propagate_version = true, after_help = FOOTER)]
 pub struct Cli {
     /// What to do; `run` when omitted.
     #[command(subcommand)]
@@ -25,9 +44,14 @@ impl Cli {
 
 #[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum Command {
-    /// Run the daemon (the default).
+    /// Run the daemon (the default): project the log, serve /health, /metrics and the HTTP API.
+    ///
+    /// Configured by the environment (DATABASE_URL and ROBSON_*, see the
+    /// README). Stops on SIGTERM/SIGINT within ROBSON_SHUTDOWN_TIMEOUT_SECS.
+    #[command(after_help = FOOTER)]
     Run,
     /// Apply the embedded migrations; a no-op when they are already applied.
+    #[command(after_help = FOOTER)]
     Migrate,
     /// Show checkpoints, lag, partition owners and parked streams, read from the database.
     ///
@@ -38,47 +62,88 @@ pub enum Command {
     /// holder or nobody holds the partition. Positions are
     /// tx_id/global_position: the appending transaction's id and the event's
     /// global_position, the order the daemon reads the log in.
+    #[command(after_help = FOOTER)]
     Status {
-        /// Print JSON instead of a table.
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Append one event to the log.
+    /// Append one event to the log (through the SQL function append_event).
+    #[command(after_help = FOOTER)]
     Append(AppendArgs),
     /// Append realistic trading flows, for demos and benchmarks.
+    ///
+    /// Deterministic per seed: the same options append the same events.
+    #[command(after_help = FOOTER)]
     Generate(GenerateArgs),
-    /// Store a consistent image of every projection table.
+    /// Store a consistent image of every projection table, or list the stored ones.
+    ///
+    /// Without a subcommand, takes a snapshot and prints its id, position
+    /// (tx_id/global_position) and rows per table.
+    #[command(after_help = FOOTER, args_conflicts_with_subcommands = true)]
     Snapshot {
-        /// Keep only the newest N snapshots afterwards (all when omitted).
+        #[command(subcommand)]
+        action: Option<SnapshotCommand>,
+        /// After storing, keep only the newest N snapshots (all are kept when omitted).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         retain: Option<u32>,
     },
-    /// Recompute the projections from the log.
+    /// Recompute the projections from the log beside the live ones, then swap atomically.
+    ///
+    /// Uses the daemon's ROBSON_ON_POISON and ROBSON_BATCH_SIZE. A running
+    /// daemon keeps serving meanwhile.
+    #[command(after_help = FOOTER)]
     Rebuild {
-        /// Start from the latest snapshot and replay only the events after it.
-        #[arg(long)]
-        from_snapshot: bool,
+        /// Start from a snapshot and replay only the events after it: snapshot ID
+        /// (see `robsond snapshot list`), or the latest when no ID is given.
+        #[arg(long, value_name = "ID", num_args = 0..=1)]
+        from_snapshot: Option<Option<Uuid>>,
     },
     /// Rebuild into a scratch schema and compare with the live projections; exit 1 on a difference.
+    #[command(after_help = FOOTER)]
     Verify,
     /// List, retry or skip parked streams.
+    #[command(after_help = FOOTER)]
     Streams {
         #[command(subcommand)]
         action: StreamsCommand,
     },
-    /// Wait until a stream is projected up to a seq (read-your-writes); exit
-    /// 0 when it is, 1 when the stream is parked at or before it, 3 on timeout.
+    /// Wait until a stream is projected up to a seq (read-your-writes).
+    ///
+    /// Reads the database (DATABASE_URL), not a daemon. Prints the same JSON
+    /// as GET /wait; exit 0 when projected, 1 when the stream is parked at or
+    /// before the seq, 3 on timeout.
+    #[command(after_help = FOOTER)]
     Wait(WaitArgs),
     /// Start a private PostgreSQL, migrate, generate a live flow and run the daemon.
+    ///
+    /// Needs the PostgreSQL server binaries (PATH or /usr/lib/postgresql/*/bin),
+    /// not DATABASE_URL. Ctrl-C stops everything it started.
+    #[command(after_help = FOOTER)]
     Dev(DevArgs),
-    /// Measure projection throughput on generated events.
+    /// Measure projection throughput on generated events, on a throwaway cluster.
+    ///
+    /// Needs the PostgreSQL server binaries, not DATABASE_URL (docs/performance.md).
+    #[command(after_help = FOOTER)]
     Bench {
         /// Number of events to project.
         #[arg(long, value_name = "N", default_value_t = 1_000_000)]
         events: u64,
-        /// Where the throwaway PostgreSQL cluster lives (removed afterwards).
+        /// Where the throwaway PostgreSQL cluster lives (a temporary directory when
+        /// omitted; removed afterwards).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Subcommand)]
+pub enum SnapshotCommand {
+    /// List the stored snapshots, newest first: id, position, taken_at, rows.
+    #[command(after_help = FOOTER)]
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -87,10 +152,10 @@ pub struct WaitArgs {
     /// Stream key, e.g. order:<uuid>.
     #[arg(long, value_name = "KEY")]
     pub stream: String,
-    /// The seq the stream's progress must reach.
+    /// The seq the stream's progress must reach (1 or more).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     pub seq: i64,
-    /// Give up after this many milliseconds (at most 30000).
+    /// Give up after this many milliseconds (0 to 30000).
     #[arg(long, value_name = "T", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(0..=30_000))]
     pub timeout_ms: u64,
@@ -98,21 +163,24 @@ pub struct WaitArgs {
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct AppendArgs {
+    /// Tenant (UUID) the event belongs to; a stream belongs to the tenant that appended to it first.
     #[arg(long, value_name = "UUID")]
     pub tenant: Uuid,
-    /// Stream key, e.g. order:<uuid>.
+    /// Stream key, e.g. order:<uuid> (1-200 characters).
     #[arg(long, value_name = "KEY")]
     pub stream: String,
     /// Event type, e.g. ORDER_SUBMITTED (the twelve projected types: docs/events.md;
     /// any other type is stored and skipped as unhandled).
     #[arg(long = "type", value_name = "TYPE")]
     pub event_type: String,
-    /// Event payload as JSON (normally an object).
+    /// Event payload, a JSON object (its fields per type: docs/events.md).
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
     pub payload: serde_json::Value,
     /// Fail unless the stream's last seq is N (0: the stream must not exist).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
     pub expected_seq: Option<i64>,
+    /// Command id (UUID): part of the computed idempotency key, so the same payload
+    /// sent by two commands is two events, and a retried command is one.
     #[arg(long, value_name = "UUID")]
     pub command_id: Option<Uuid>,
     /// Producer time (RFC 3339); now when omitted.
@@ -125,6 +193,7 @@ pub struct GenerateArgs {
     /// Number of orders to generate, with the events that follow each one.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub orders: u64,
+    /// Number of tenants the flows are spread over (1 or more).
     #[arg(long, value_name = "K", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub tenants: u32,
     /// Events per second (the average held); 0 means as fast as possible.
@@ -138,19 +207,29 @@ pub struct GenerateArgs {
 #[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum StreamsCommand {
     /// List parked streams and the event each one failed on.
+    #[command(after_help = FOOTER)]
     Parked {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
-    /// Re-attempt a parked stream from its failed event.
-    Retry { key: String },
-    /// Skip a parked stream's failed event and resume it.
-    Skip { key: String },
+    /// Re-attempt a parked stream from its failed event (after a fix); it parks again if it fails again.
+    #[command(after_help = FOOTER)]
+    Retry {
+        /// Stream key of the parked stream, e.g. order:<uuid>.
+        key: String,
+    },
+    /// Skip a parked stream's failed event (its effect is dropped) and resume the stream.
+    #[command(after_help = FOOTER)]
+    Skip {
+        /// Stream key of the parked stream, e.g. order:<uuid>.
+        key: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct DevArgs {
-    /// Where the private PostgreSQL keeps its files.
+    /// Where the private PostgreSQL keeps its files (created on first use, reused afterwards).
     #[arg(long, value_name = "DIR", default_value = "./.robson-dev")]
     pub data_dir: PathBuf,
     /// Orders of the live trading flow.
@@ -201,7 +280,7 @@ mod tests {
             "--stream",
             "order:1",
             "--type",
-            "OrderPlaced",
+            "ORDER_SUBMITTED",
             "--payload",
             r#"{"qty":"0.1"}"#,
             "--expected-seq",
@@ -214,7 +293,7 @@ mod tests {
         };
         assert_eq!(
             (args.stream.as_str(), args.event_type.as_str()),
-            ("order:1", "OrderPlaced")
+            ("order:1", "ORDER_SUBMITTED")
         );
         assert_eq!(args.payload["qty"], serde_json::json!("0.1"));
         assert_eq!((args.expected_seq, args.command_id), (Some(0), None));
@@ -273,5 +352,40 @@ mod tests {
         }
         assert_eq!(parse(&["--help"]).expect_err("help").exit_code(), 0);
         assert_eq!(parse(&["--version"]).expect_err("version").exit_code(), 0);
+    }
+
+    #[test]
+    fn rebuild_takes_an_optional_snapshot_id_and_snapshot_a_list_subcommand() {
+        let id = "0b3f7c9e-1d2a-4e5f-8a9b-0c1d2e3f4a5b";
+        let from = |args: &[&str]| match parse(args).expect("parses") {
+            Command::Rebuild { from_snapshot } => from_snapshot,
+            other => panic!("not rebuild: {other:?}"),
+        };
+        assert_eq!(from(&["rebuild"]), None);
+        assert_eq!(from(&["rebuild", "--from-snapshot"]), Some(None));
+        assert_eq!(
+            from(&["rebuild", "--from-snapshot", id]).map(|o| o.map(|u| u.to_string())),
+            Some(Some(id.to_owned()))
+        );
+        assert_eq!(
+            parse(&["rebuild", "--from-snapshot", "latest"])
+                .expect_err("not a uuid")
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["snapshot", "list", "--json"]).expect("parses"),
+            Command::Snapshot {
+                action: Some(SnapshotCommand::List { json: true }),
+                retain: None
+            }
+        );
+        assert_eq!(
+            parse(&["snapshot", "--retain", "3"]).expect("parses"),
+            Command::Snapshot {
+                action: None,
+                retain: Some(3)
+            }
+        );
     }
 }

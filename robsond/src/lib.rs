@@ -86,8 +86,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Dev(args) => commands::dev::run(args),
         Command::Bench { events, work_dir } => bench::run(events, work_dir),
-        Command::Snapshot { retain } => with_database(move |db| {
-            Box::pin(async move { commands::snapshot::run(&db, retain).await })
+        Command::Snapshot { action, retain } => with_database(move |db| {
+            Box::pin(async move { commands::snapshot::run(&db, action, retain).await })
         }),
         Command::Rebuild { from_snapshot } => with_database(move |db| {
             Box::pin(async move { commands::rebuild::run(&db, from_snapshot).await })

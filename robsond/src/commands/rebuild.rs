@@ -1,4 +1,4 @@
-//! `robsond rebuild [--from-snapshot]`: recomputes the projection into a
+//! `robsond rebuild [--from-snapshot [ID]]`: recomputes the projection into a
 //! shadow schema while the daemon keeps serving, swaps it in atomically
 //! (see `replay::rebuild`), and prints a summary. A progress bar with
 //! events per second is shown on a terminal.
@@ -9,11 +9,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Config, DatabaseConfig, OnPoison};
 use crate::replay::rebuild::{rebuild, RebuildOptions};
 
-pub async fn run(db: &DatabaseConfig, from_snapshot: bool) -> anyhow::Result<()> {
+/// `from_snapshot`: None = from the log; Some(None) = the latest snapshot;
+/// Some(Some(id)) = that snapshot.
+pub async fn run(
+    db: &DatabaseConfig,
+    from_snapshot: Option<Option<uuid::Uuid>>,
+) -> anyhow::Result<()> {
     // The daemon's settings: ROBSON_ON_POISON and ROBSON_BATCH_SIZE.
     let config = Config::from_env()?;
     let options = RebuildOptions {
-        from_snapshot,
+        from_snapshot: from_snapshot.is_some(),
+        snapshot_id: from_snapshot.flatten(),
         policy: policy(config.on_poison),
         batch_size: config.batch_size,
     };

@@ -87,8 +87,8 @@ pub enum ReplayError {
     /// The projector failed on a batch (transient: run the command again).
     #[error("projection failed: {0}")]
     Projection(robson_projector::ProjectionError),
-    /// `--from-snapshot` with no row in `snapshots`.
-    #[error("no snapshot to start from: take one with `robsond snapshot`")]
+    /// `--from-snapshot` with no row in `snapshots`, or without the one named.
+    #[error("no such snapshot to start from: `robsond snapshot list` shows them, `robsond snapshot` takes one")]
     NoSnapshot,
     /// Another rebuild or verify holds the replay lock of this database.
     #[error("another rebuild or verify is running on this database")]

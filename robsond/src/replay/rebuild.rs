@@ -38,8 +38,10 @@ const UNLOCKED_PASSES: u32 = 5;
 /// How to rebuild.
 #[derive(Debug, Clone, Copy)]
 pub struct RebuildOptions {
-    /// Start from the latest snapshot instead of the beginning of the log.
+    /// Start from a snapshot instead of the beginning of the log.
     pub from_snapshot: bool,
+    /// Which snapshot (with `from_snapshot`): None = the latest.
+    pub snapshot_id: Option<uuid::Uuid>,
     /// As the daemon's `ROBSON_ON_POISON`.
     pub policy: PoisonPolicy,
     /// Events per batch, as `ROBSON_BATCH_SIZE`.
@@ -90,7 +92,7 @@ async fn build_and_swap(
     let (live, schema) = (shadow.live.clone(), shadow.quoted());
     let conn = &mut shadow.conn;
     let snapshot = if options.from_snapshot {
-        let snap = snapshot::latest(&mut *conn)
+        let snap = snapshot::find(&mut *conn, options.snapshot_id)
             .await?
             .ok_or(ReplayError::NoSnapshot)?;
         snapshot::restore(conn, snap.snapshot_id).await?;

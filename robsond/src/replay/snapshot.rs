@@ -140,6 +140,39 @@ pub async fn latest<'c>(
     Ok(row.map(SnapshotInfo::from))
 }
 
+/// Every stored snapshot, newest first.
+pub async fn list<'c>(executor: impl PgExecutor<'c>) -> Result<Vec<SnapshotInfo>, sqlx::Error> {
+    let rows: Vec<InfoRow> = sqlx::query_as(
+        r#"
+        SELECT snapshot_id, taken_at, checkpoint_tx, checkpoint_position, row_counts
+          FROM snapshots ORDER BY taken_at DESC, snapshot_id DESC
+        "#,
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.into_iter().map(SnapshotInfo::from).collect())
+}
+
+/// Snapshot `id`, or the newest when `id` is None.
+pub async fn find<'c>(
+    executor: impl PgExecutor<'c>,
+    id: Option<Uuid>,
+) -> Result<Option<SnapshotInfo>, sqlx::Error> {
+    let Some(id) = id else {
+        return latest(executor).await;
+    };
+    let row: Option<InfoRow> = sqlx::query_as(
+        r#"
+        SELECT snapshot_id, taken_at, checkpoint_tx, checkpoint_position, row_counts
+          FROM snapshots WHERE snapshot_id = $1
+        "#,
+    )
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(SnapshotInfo::from))
+}
+
 /// Fills the (empty) projection tables the connection's `search_path`
 /// resolves with the image of snapshot `id`, in one transaction (the
 /// caller's, when there is one), and moves the dead-letter id sequence past
