@@ -365,7 +365,7 @@ async fn run_daemon(mut config: Config) -> anyhow::Result<()> {
             Ok(starting) => starting,
             Err(err) if rebuilding => {
                 // E.g. the HTTP port not yet free again: try once more soon.
-                tracing::warn!(error = %format!("{err:#}"), "Could not start the daemon again; retrying.");
+                tracing::warn!(error = %crate::text::error_chain(&err), "Could not start the daemon again; retrying.");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     which = signals.next() => {

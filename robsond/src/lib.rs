@@ -53,7 +53,7 @@ pub fn run_command(command: Command) -> ExitCode {
                 eprintln!("robsond: {cfg}");
                 return ExitCode::from(exit::USAGE);
             }
-            eprintln!("robsond: error: {err:#}");
+            eprintln!("robsond: error: {}", text::error_chain(&err));
             ExitCode::from(exit::FAILURE)
         }
     }

@@ -7,6 +7,9 @@
 //! and a newline in one of them must not forge a line of its own. The JSON
 //! format escapes control characters by itself; the text format formats its
 //! fields through [`OneLineFields`], which escapes them.
+//!
+//! Colour (ANSI escapes) only when stderr is a terminal and `NO_COLOR` is not
+//! set (<https://no-color.org>): a log file, a pipe or journald gets plain text.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -27,8 +30,14 @@ const FALLBACK_FILTER: &str = "info";
 /// so in a warning once the subscriber is up.
 pub fn init_subscriber(format: LogFormat, filter: &str) -> bool {
     let (env_filter, parse_error) = env_filter(filter);
+    use std::io::IsTerminal as _;
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.fmt_fields(OneLineFields).try_init().is_ok(),
@@ -43,6 +52,12 @@ pub fn init_subscriber(format: LogFormat, filter: &str) -> bool {
         );
     }
     installed
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set to a
+/// non-empty value (an empty one counts as unset, as no-color.org says).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// actix-http's connection loop logs every request it cannot parse (a bad
@@ -223,6 +238,15 @@ mod tests {
         let quiet = |d| env_filter(d).0.to_string().contains(CLIENT_NOISE);
         assert!(quiet("info") && quiet("robsond=debug") && quiet("robsond=loud"));
         assert!(!quiet("info,actix_http=debug"));
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 
     #[test]

@@ -218,7 +218,7 @@ async fn live_flow(pool: sqlx::PgPool, orders: u64, rate: u32) {
                 "Live flow round done; starting the next."
             ),
             Err(err) => {
-                tracing::warn!(seed, error = %format!("{err:#}"), "Live flow failed; retrying in 2 s.");
+                tracing::warn!(seed, error = %crate::text::error_chain(&err), "Live flow failed; retrying in 2 s.");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }

@@ -105,7 +105,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse<BoxBody> {
         match self {
             ApiError::Internal(err) => {
-                tracing::error!(error = format!("{err:#}"), "HTTP request failed.");
+                tracing::error!(error = %crate::text::error_chain(err), "HTTP request failed.");
             }
             ApiError::Unavailable(err) => {
                 tracing::warn!(error = %err, "HTTP request failed: database unavailable.");

@@ -24,6 +24,7 @@ mod hostile;
 mod http;
 mod http_doc;
 mod instances;
+mod logs;
 mod metric_semantics;
 mod partitions;
 mod poison;
