@@ -30,6 +30,7 @@ mod partitions;
 mod poison;
 mod runbooks;
 mod shutdown;
+mod snapshots;
 mod stall;
 mod status_owner;
 mod supervision;

@@ -131,10 +131,15 @@ fn every_alert_points_at_an_existing_runbook_section() {
         .filter(|l| l.trim().starts_with("- alert:"))
         .count();
     assert_eq!(urls.len(), alert_count, "every alert needs a runbook_url");
+    // The base is the external label robson_docs_url when set (absolute),
+    // else the path from the repository root.
+    const BASE: &str = "{{ with $externalLabels.robson_docs_url }}{{ . }}{{ else }}docs{{ end }}/";
+    let page = OPERATIONS.trim_start_matches("docs/");
     for url in urls {
         let anchor = url
-            .strip_prefix(&format!("{OPERATIONS}#"))
-            .unwrap_or_else(|| panic!("runbook_url {url} is not in {OPERATIONS}"));
+            .strip_prefix(BASE)
+            .and_then(|rest| rest.strip_prefix(&format!("{page}#")))
+            .unwrap_or_else(|| panic!("runbook_url {url} is not {BASE}{page}#…"));
         assert!(
             anchors.contains(anchor),
             "{OPERATIONS} has no section #{anchor}; sections: {anchors:?}"
