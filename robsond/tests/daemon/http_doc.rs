@@ -28,6 +28,15 @@ const ELSEWHERE: [(&str, u16, &str); 1] = [(
     "wait::waiters_beyond_the_bound_get_503_and_a_stop_answers_the_others",
 )];
 
+/// Appends one valid BALANCE_SAMPLED to a new `account:` stream of
+/// `tenant`; returns the stream key.
+pub async fn append_balance(pool: &sqlx::PgPool, tenant: Uuid) -> String {
+    let (account, key) = stream("account");
+    let balance = json!({"account_id": account, "asset": "USDT", "free": "1", "locked": "0"});
+    append_all(pool, &[event(tenant, &key, "BALANCE_SAMPLED", balance)]).await;
+    key
+}
+
 fn doc() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/http.md");
     std::fs::read_to_string(path).expect("docs/http.md is readable")
@@ -173,13 +182,7 @@ async fn every_documented_field_and_status_code_matches_a_running_daemon() {
     let tenant = Uuid::new_v4();
     let (_, parked_first) = append_acked_before_submitted(&db.pool, tenant).await;
     let (_, parked_second) = append_bad_fill(&db.pool, tenant).await;
-    let (account, healthy) = stream("account");
-    let balance = json!({"account_id": account, "asset": "USDT", "free": "1", "locked": "0"});
-    append_all(
-        &db.pool,
-        &[event(tenant, &healthy, "BALANCE_SAMPLED", balance)],
-    )
-    .await;
+    let healthy = append_balance(&db.pool, tenant).await;
 
     let guarded = [("ROBSON_ADMIN_TOKEN", ADMIN), ("ROBSON_READ_TOKEN", READ)];
     let mut a = Daemon::start(&db.url, &guarded).await;
@@ -500,13 +503,7 @@ async fn blocked_by_has_exactly_the_documented_fields() {
         .execute(&mut blocker)
         .await
         .expect("an open transaction with an xid");
-    let (account, key) = stream("account");
-    let balance = json!({"account_id": account, "asset": "USDT", "free": "1", "locked": "0"});
-    append_all(
-        &db.pool,
-        &[event(Uuid::new_v4(), &key, "BALANCE_SAMPLED", balance)],
-    )
-    .await;
+    append_balance(&db.pool, Uuid::new_v4()).await;
     let client = http();
     let started = std::time::Instant::now();
     let blocked_by = loop {

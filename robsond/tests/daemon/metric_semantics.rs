@@ -6,13 +6,12 @@
 use std::time::{Duration, Instant};
 
 use robson_eventlog::testing::TestDb;
-use serde_json::json;
 use uuid::Uuid;
 
+use crate::http_doc::append_balance;
 use crate::poison::{append_acked_before_submitted, PARKED_SEQ};
 use crate::support::{
-    append_all, event, get_text, guard_against_hang, http, metric_sum, robsond, stream, texts,
-    wait_for_stream, Daemon,
+    get_text, guard_against_hang, http, metric_sum, robsond, texts, wait_for_stream, Daemon,
 };
 
 async fn metric(daemon: &Daemon, name: &str, label: &str) -> f64 {
@@ -103,12 +102,6 @@ async fn an_idle_healthy_daemon_shows_only_poll_wakeups_until_an_append() {
     let name = "robson_poller_wakeups_total";
     wait_metric(&daemon, name, "source=\"poll\"", 3.0).await;
     assert_eq!(metric(&daemon, name, "source=\"notify\"").await, 0.0);
-    let (account, key) = stream("account");
-    let balance = json!({"account_id": account, "asset": "USDT", "free": "1", "locked": "0"});
-    append_all(
-        &db.pool,
-        &[event(Uuid::new_v4(), &key, "BALANCE_SAMPLED", balance)],
-    )
-    .await;
+    append_balance(&db.pool, Uuid::new_v4()).await;
     wait_metric(&daemon, name, "source=\"notify\"", 1.0).await;
 }
