@@ -14,8 +14,17 @@ pub mod wait;
 
 use crate::config::DatabaseConfig;
 
-/// A small pool for a command.
+/// A small pool for a command. One connection is opened first, so that an
+/// unreachable database is reported at once with its cause (`Connection
+/// refused`), not as a pool timeout 5 s later behind a misleading context.
 pub async fn pool(db: &DatabaseConfig) -> anyhow::Result<sqlx::PgPool> {
+    use anyhow::Context as _;
+    use sqlx::Connection as _;
+    let first = sqlx::PgConnection::connect(db.url.expose())
+        .await
+        .context("Failed to connect to the database")?;
+    // Only a check: a failure to say goodbye changes nothing.
+    let _ = first.close().await;
     let pool = crate::app::connect(db.url.expose(), db.max_connections.min(4)).await?;
     Ok(pool)
 }

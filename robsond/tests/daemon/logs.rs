@@ -34,9 +34,15 @@ async fn logs_to_a_file_have_no_colour_and_one_parked_stream_is_singular() {
 async fn a_refused_connection_is_said_once() {
     let db = TestDb::new().await;
     let unreachable = url_with_port(&db.url, free_port());
-    let out = robsond(&["migrate"], &[("DATABASE_URL", &unreachable)]).await;
-    let (_, stderr) = texts(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("Connection refused"), "{stderr}");
-    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    for command in [&["migrate"][..], &["status"], &["streams", "parked"]] {
+        let out = robsond(command, &[("DATABASE_URL", &unreachable)]).await;
+        let (_, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+        assert_eq!(
+            stderr.matches("Connection refused").count(),
+            1,
+            "{command:?}: {stderr}"
+        );
+        assert!(!stderr.contains("pool timed out"), "{command:?}: {stderr}");
+    }
 }
