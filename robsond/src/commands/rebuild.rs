@@ -32,7 +32,7 @@ pub async fn run(
     let secs = rebuilt.elapsed.as_secs_f64();
     match &rebuilt.snapshot {
         Some(s) => println!(
-            "rebuild: started from snapshot {} ({}, read position {})",
+            "rebuild: started from snapshot {} ({}, read position {} as tx_id/global_position)",
             s.snapshot_id,
             s.taken_at.to_rfc3339(),
             s.position

@@ -29,7 +29,7 @@ pub async fn run(
     pool.close().await;
     let total: i64 = snap.row_counts.values().sum();
     println!(
-        "snapshot {} taken at {} (read position {}), {total} rows",
+        "snapshot {} taken at {} (read position {}, as tx_id/global_position), {total} rows",
         snap.snapshot_id,
         snap.taken_at.to_rfc3339(),
         snap.position
