@@ -133,6 +133,10 @@ pub enum Command {
         /// omitted; removed afterwards).
         #[arg(long, value_name = "DIR")]
         work_dir: Option<std::path::PathBuf>,
+        /// Measure the append path instead (SQL and Rust appends against a
+        /// plain INSERT and COPY of the same rows), N events per bulk measure.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20000")]
+        append: Option<u64>,
     },
 }
 

@@ -11,6 +11,7 @@
 //! It ends with `robsond verify`: the figures only count if the projections
 //! equal a clean rebuild.
 
+pub mod append;
 mod daemon;
 pub mod probe;
 mod reference;
