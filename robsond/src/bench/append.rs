@@ -19,8 +19,8 @@
 //!   indexes on `(stream_key, seq)` and `idempotency_key`; and one COPY.
 //!
 //! Latency "per call" is, for autocommit, the round trip of each call; for a
-//! pipeline, the time between consecutive answers (what the server spends
-//! on each call).
+//! pipeline, each transaction's time divided by its 1,000 calls; for the
+//! batch calls, the round trip of each 1,000-event call.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -203,7 +203,8 @@ const REFERENCE_DDL: &str = "CREATE TABLE bench_ref (LIKE event_log INCLUDING DE
      CREATE UNIQUE INDEX ON bench_ref (stream_key, seq);
      CREATE UNIQUE INDEX ON bench_ref (idempotency_key);";
 
-const INSERT_SQL: &str = "INSERT INTO bench_ref (event_id, tenant_id, stream_key, seq, event_type, \
+const INSERT_SQL: &str =
+    "INSERT INTO bench_ref (event_id, tenant_id, stream_key, seq, event_type, \
      payload, occurred_at, idempotency_key, command_id) \
      VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -236,29 +237,28 @@ async fn autocommit<T>(
     Ok(samples)
 }
 
-/// `PER_TX` calls per transaction, each transaction's calls pipelined; the
-/// time between consecutive answers.
+/// `PER_TX` calls per transaction, each transaction's calls pipelined; per
+/// transaction, its time divided by its calls (answers arrive in bursts, so
+/// a single call of a pipeline has no latency of its own).
 async fn pipelined<T>(
     client: &Client,
     stmt: &Statement,
     items: &[T],
     params: fn(&T) -> Vec<&(dyn ToSql + Sync)>,
 ) -> anyhow::Result<Vec<f64>> {
-    let mut samples = Vec::with_capacity(items.len());
+    let mut samples = Vec::with_capacity(items.len() / PER_TX + 1);
     for chunk in items.chunks(PER_TX) {
+        let started = Instant::now();
         client.batch_execute("BEGIN").await?;
-        let mut last = Instant::now();
         let mut calls: FuturesOrdered<_> = chunk
             .iter()
             .map(|item| client.execute_raw(stmt, params(item)))
             .collect();
         while let Some(done) = calls.next().await {
             done?;
-            let now = Instant::now();
-            samples.push((now - last).as_secs_f64() * 1000.0);
-            last = now;
         }
         client.batch_execute("COMMIT").await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0 / chunk.len() as f64);
     }
     Ok(samples)
 }
@@ -350,9 +350,24 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
 
     let sql_runs: [(&str, usize, Runner<Event>, usize); 4] = [
         ("SQL append_event, autocommit", 1, boxed_autocommit, small),
-        ("SQL append_event, autocommit", WRITERS, boxed_autocommit, small),
-        ("SQL append_event, pipelined 1,000/tx", 1, boxed_pipelined, bulk),
-        ("SQL append_event, pipelined 1,000/tx", WRITERS, boxed_pipelined, bulk),
+        (
+            "SQL append_event, autocommit",
+            WRITERS,
+            boxed_autocommit,
+            small,
+        ),
+        (
+            "SQL append_event, pipelined 1,000/tx",
+            1,
+            boxed_pipelined,
+            bulk,
+        ),
+        (
+            "SQL append_event, pipelined 1,000/tx",
+            WRITERS,
+            boxed_pipelined,
+            bulk,
+        ),
     ];
     for (name, n_writers, runner, n) in sql_runs {
         eprintln!("bench --append: {name}, {n_writers} writer(s), {n} events…");
@@ -383,6 +398,22 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
     out.push(rust_batch(&bench.fresh_database().await?, flow(next_seed(), bulk)).await?);
 
     eprintln!("bench --append: references (plain INSERT, COPY)…");
+    let url = bench.fresh_database().await?;
+    let (secs, samples) = writers(
+        &url,
+        Some(REFERENCE_DDL),
+        INSERT_SQL,
+        vec![rows_of(flow(next_seed(), small))],
+        boxed_autocommit,
+        insert_params,
+    )
+    .await?;
+    out.push(Measure {
+        name: "reference: plain INSERT, autocommit, 1 writer(s)".into(),
+        events: small,
+        secs,
+        latency: Some(Latencies::of(samples)),
+    });
     for n_writers in [1, WRITERS] {
         let rows = rows_of(flow(next_seed(), bulk));
         let parts = if n_writers == 1 {
@@ -411,8 +442,20 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
             latency: Some(Latencies::of(samples)),
         });
     }
-    out.push(copy_reference(&bench.fresh_database().await?, rows_of(flow(next_seed(), bulk))).await?);
-    Ok(render(&out, &pg_version, bulk, &load_before, &load_average()))
+    out.push(
+        copy_reference(
+            &bench.fresh_database().await?,
+            rows_of(flow(next_seed(), bulk)),
+        )
+        .await?,
+    );
+    Ok(render(
+        &out,
+        &pg_version,
+        bulk,
+        &load_before,
+        &load_average(),
+    ))
 }
 
 /// Whether the schema has `append_events(jsonb)` (migration 007 on).
@@ -517,7 +560,6 @@ fn copy_field(out: &mut String, value: Option<&str>) {
 async fn copy_reference(url: &str, rows: Vec<Row>) -> anyhow::Result<Measure> {
     let mut conn = PgConnection::connect(url).await?;
     sqlx::raw_sql(REFERENCE_DDL).execute(&mut conn).await?;
-    let started = Instant::now();
     let mut text = String::new();
     for r in &rows {
         let e = &r.event;
@@ -541,6 +583,9 @@ async fn copy_reference(url: &str, rows: Vec<Row>) -> anyhow::Result<Measure> {
         }
         text.push('\n');
     }
+    // The text is ready before the clock starts, as the rows of the INSERT
+    // reference are.
+    let started = Instant::now();
     let mut copy = conn
         .copy_in_raw(
             "COPY bench_ref (event_id, tenant_id, stream_key, seq, event_type, payload, \
@@ -576,6 +621,8 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
         "robson bench --append: PostgreSQL {pg}, {cores} cores, load average {before} (start) / {after} (end)\n\
          workload: the mixed trading flow of `robsond generate`, {bulk} events per bulk measure, \
          {} per autocommit one; a fresh database each\n\n\
+         latency per call: autocommit, its round trip; pipelined, a transaction's time / its calls; \
+         batch calls, their round trip\n\n\
          | measure | events | events/s | p50 ms | p99 ms | ratio |\n|---|---|---|---|---|---|\n",
         (bulk / 10).max(500)
     );
@@ -586,6 +633,10 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
             } else {
                 insert4.map(|r| ("plain INSERT, 4 writers", r))
             }
+        } else if m.name.starts_with("SQL append_event, autocommit, 1 ")
+            || m.name.starts_with("Rust append_event")
+        {
+            find(out, "reference: plain INSERT, autocommit").map(|r| ("plain INSERT autocommit", r))
         } else if m.name.starts_with("Rust append_batch") || m.name.starts_with("SQL append_events")
         {
             copy.map(|r| ("COPY", r))
@@ -611,7 +662,10 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
         (Some(a), Some(b)) => a.eps() / b.eps(),
         _ => 0.0,
     };
-    let pipelined = ratio(find(out, "SQL append_event, pipelined 1,000/tx, 1 "), insert1);
+    let pipelined = ratio(
+        find(out, "SQL append_event, pipelined 1,000/tx, 1 "),
+        insert1,
+    );
     let batch = ratio(find(out, "Rust append_batch"), copy);
     let p99 = find(out, "SQL append_event, autocommit, 1 ")
         .and_then(|m| m.latency)
