@@ -1,8 +1,9 @@
-//! Appending: the Rust side of the one append path. Both functions call the
-//! SQL function `append_event` (migrations/002, hardened by 006), so SQL
-//! writers and Rust writers follow the same rules; the rules that need no
-//! database are checked here first ([`crate::rules`]), before the payload is
-//! hashed or sent. The idempotency key is computed here (it is
+//! Appending: the Rust side of the one append path. [`append_event`] calls
+//! the SQL function `append_event` and [`append_batch`] the set-based
+//! `robson_append_batch` (migrations/007, behind SQL `append_events` too),
+//! so SQL writers and Rust writers follow the same rules; the rules that
+//! need no database are checked here first ([`crate::rules`]), before the
+//! payload is hashed or sent. The idempotency key is computed here (it is
 //! byte-identical to the SQL computation) to spare the server the work.
 
 use sqlx::PgExecutor;
@@ -91,9 +92,11 @@ pub async fn append_event<'c>(
     })
 }
 
-/// Appends many events in one round trip and one statement: all are
-/// appended, in order, or none is (the first failure aborts the statement).
-/// Outcomes come back in input order.
+/// Appends many events in one round trip and one call of the set-based
+/// `robson_append_batch` (the function behind SQL `append_events`): the
+/// result of appending them one by one in order, in one transaction — all
+/// are appended or none is (the first event, in order, that breaks a rule
+/// refuses the whole batch). Outcomes come back in input order.
 pub async fn append_batch<'c>(
     executor: impl PgExecutor<'c>,
     events: &[Event],
@@ -133,20 +136,10 @@ pub async fn append_batch<'c>(
         actor_ids.push(e.actor_id.as_deref());
     }
     let rows: Vec<(Uuid, i64, i64, bool)> = sqlx::query_as(
-        r#"
-        SELECT r.event_id, r.seq, r.global_position, r.duplicate
-          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                      $6::int8[], $7::uuid[], $8::text[], $9::uuid[], $10::uuid[],
-                      $11::uuid[], $12::text[], $13::text[])
-               WITH ORDINALITY AS a(tenant_id, stream_key, event_type, payload, occurred_at,
-                                    expected_seq, command_id, idem_key, trace_id, causation_id,
-                                    workflow_id, actor_type, actor_id, ord)
-         CROSS JOIN LATERAL append_event(
-                a.tenant_id, a.stream_key, a.event_type, a.payload::jsonb, a.occurred_at,
-                a.expected_seq, a.command_id, a.idem_key, a.trace_id, a.causation_id,
-                a.workflow_id, a.actor_type, a.actor_id) r
-         ORDER BY a.ord
-        "#,
+        "SELECT event_id, seq, global_position, duplicate
+           FROM robson_append_batch('append_events', 'p_', $1::uuid[], $2::text[], $3::text[],
+                $4::text[]::jsonb[], $5::timestamptz[], $6::int8[], $7::uuid[], $8::text[],
+                $9::uuid[], $10::uuid[], $11::uuid[], $12::text[], $13::text[])",
     )
     .bind(&tenants)
     .bind(&streams)
@@ -164,7 +157,8 @@ pub async fn append_batch<'c>(
     .fetch_all(executor)
     .await
     .map_err(|e| {
-        // The ownership error names its stream; others are reported against the first one.
+        // The ownership error names its stream (and element); others are
+        // reported against the first one.
         AppendError::from_sqlx(e, &events[0].stream_key)
     })?;
     Ok(rows

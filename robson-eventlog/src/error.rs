@@ -68,11 +68,22 @@ impl AppendError {
     }
 }
 
-/// The domain error of a 22xxx raised by `append_event`, whose messages read
-/// `append_event: <argument> <reason>`.
+/// A message of the append functions without its context:
+/// `append_event: ` or `append_events: element N: ` (the batch appends).
+fn without_context(message: &str) -> Option<&str> {
+    if let Some(rest) = message.strip_prefix("append_event: ") {
+        return Some(rest);
+    }
+    let rest = message.strip_prefix("append_events: element ")?;
+    let (index, rest) = rest.split_once(": ")?;
+    index.bytes().all(|b| b.is_ascii_digit()).then_some(rest)
+}
+
+/// The domain error of a 22xxx raised by `append_event` or the batch
+/// appends, whose messages read `append_event: <argument> <reason>` or
+/// `append_events: element N: <argument> <reason>`.
 fn refused_argument(message: &str) -> AppendError {
-    let parsed = message
-        .strip_prefix("append_event: ")
+    let parsed = without_context(message)
         .and_then(|rest| rest.split_once(' '))
         .filter(|(argument, _)| argument.starts_with("p_"));
     let Some((argument, reason)) = parsed else {
@@ -115,10 +126,10 @@ pub enum PayloadError {
     Malformed(String),
 }
 
-/// The stream named by the 42501 message `append_event` raises.
+/// The stream named by the 42501 message the append functions raise.
 fn refused_stream(message: &str) -> Option<&str> {
-    message
-        .strip_prefix("append_event: stream ")?
+    without_context(message)?
+        .strip_prefix("stream ")?
         .strip_suffix(" belongs to another tenant")
 }
 
@@ -159,6 +170,10 @@ mod tests {
             Some("order:1")
         );
         assert_eq!(
+            refused_stream("append_events: element 12: stream order:2 belongs to another tenant"),
+            Some("order:2")
+        );
+        assert_eq!(
             refused_stream("permission denied for table event_log"),
             None
         );
@@ -181,6 +196,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert!(matches!(
+            refused_argument("append_events: element 3: p_payload is larger than 1048576 bytes"),
+            AppendError::PayloadTooLarge { limit: 1_048_576 }
+        ));
+        match refused_argument(
+            "append_events: element 0: p_stream_key must be 1-200 characters, got 0",
+        ) {
+            AppendError::InvalidArgument { argument, .. } => assert_eq!(argument, "p_stream_key"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            refused_argument("append_events: element x: p_payload is larger than 1 bytes"),
+            AppendError::InvalidEvent(_)
+        ));
         assert!(matches!(
             refused_argument("invalid input syntax for type json"),
             AppendError::InvalidEvent(_)

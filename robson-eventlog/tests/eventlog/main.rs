@@ -5,6 +5,7 @@
 //! robson-eventlog --features testing -- --include-ignored`). Without
 //! `DATABASE_URL` they fail loudly; they never pass without a database.
 
+mod append_events;
 mod batch;
 mod commit_order;
 mod concurrency;

@@ -152,3 +152,137 @@ async fn every_migration_file_applies_with_psql_on_error_stop_twice_in_lexical_o
     migrate(&mut conn).await.expect("migrate after psql");
     assert_migrate_is_a_no_op(&mut conn).await;
 }
+
+async fn log_images(
+    conn: &mut PgConnection,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
+    use crate::support::table_image;
+    (
+        table_image(&mut *conn, "event_log").await,
+        table_image(&mut *conn, "event_log_keys").await,
+        table_image(&mut *conn, "event_streams").await,
+    )
+}
+
+/// A database made by migrations 001–006, with events in it (volatile keys
+/// at several depths, explicit keys, duplicates, expected_seq), migrated to
+/// the current schema: its data is unchanged, the new functions compute the
+/// keys the old ones stored, and every rule still holds on the old streams.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn migrating_a_006_database_with_events_keeps_them_and_the_rules() {
+    use crate::support::sqlstate;
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .expect("connect");
+    for m in MIGRATIONS.iter().filter(|m| m.name < "007") {
+        sqlx::raw_sql(m.sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    }
+    let (tenant, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let streams: Vec<String> = (0..4).map(|_| order_stream()).collect();
+    let payloads = [
+        json!({"order_id": "o-1", "quantity": "0.50"}),
+        json!({"order_id": "o-2", "submitted_at": "x", "meta": {"request_id": "r", "legs": [{"filled_at": 1, "p": 1.5e2}]}}),
+        json!({"q": 1, "actor_type": "CLI", "timestamps": [1]}),
+        json!({"deep": {"a": {"b": {"c": {"sent_at": 1, "d": [{"x_at": 2}]}}}}}),
+    ];
+    let mut originals = Vec::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        for stream in &streams[..=i] {
+            let o: (Uuid, i64) =
+                sqlx::query_as("SELECT event_id, seq FROM append_event($1, $2, 'T', $3::jsonb)")
+                    .bind(tenant)
+                    .bind(stream)
+                    .bind(payload.to_string())
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("append with 006");
+            originals.push((stream.clone(), payload.clone(), o.0));
+        }
+    }
+    sqlx::query(
+        "SELECT * FROM append_event($1, $2, 'T', '{\"k\": 1}', p_idempotency_key => 'given-1')",
+    )
+    .bind(tenant)
+    .bind(&streams[0])
+    .execute(&mut conn)
+    .await
+    .expect("explicit key with 006");
+    let before = log_images(&mut conn).await;
+
+    let report = migrate(&mut conn)
+        .await
+        .expect("migrate to the current schema");
+    assert!(
+        report.newly_applied.iter().any(|n| n.starts_with("007")),
+        "{report:?}"
+    );
+    assert_eq!(log_images(&mut conn).await, before, "the data is unchanged");
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM event_log WHERE idempotency_key LIKE 'idem_%'
+            AND idempotency_key <> robson_idempotency_key(tenant_id, stream_key, command_id, payload)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("recompute the keys");
+    assert_eq!(stale, 0, "the new functions compute the keys 006 stored");
+
+    // Repeats of old events, through both functions, return the originals.
+    for (stream, payload, original) in &originals {
+        let single: (Uuid, bool) =
+            sqlx::query_as("SELECT event_id, duplicate FROM append_event($1, $2, 'T', $3::jsonb)")
+                .bind(tenant)
+                .bind(stream)
+                .bind(payload.to_string())
+                .fetch_one(&mut conn)
+                .await
+                .expect("repeat through append_event");
+        assert_eq!(single, (*original, true));
+        let batch: (Uuid, bool) = sqlx::query_as(
+            "SELECT event_id, duplicate FROM append_events(jsonb_build_array(jsonb_build_object(
+                 'tenant_id', $1::uuid, 'stream_key', $2::text, 'event_type', 'T', 'payload', $3::jsonb)))",
+        )
+        .bind(tenant)
+        .bind(stream)
+        .bind(payload.to_string())
+        .fetch_one(&mut conn)
+        .await
+        .expect("repeat through append_events");
+        assert_eq!(batch, (*original, true));
+    }
+    assert_eq!(log_images(&mut conn).await, before, "repeats write nothing");
+
+    // New events continue the old streams; the rules hold on them.
+    let next: (i64, bool) = sqlx::query_as(
+        "SELECT seq, duplicate FROM append_event($1, $2, 'T', '{\"new\": 1}', p_expected_seq => 5)",
+    )
+    .bind(tenant)
+    .bind(&streams[0])
+    .fetch_one(&mut conn)
+    .await
+    .expect("append after the upgrade");
+    assert_eq!(next, (6, false));
+    let stale =
+        sqlx::query("SELECT * FROM append_event($1, $2, 'T', '{\"new\": 2}', p_expected_seq => 5)")
+            .bind(tenant)
+            .bind(&streams[0])
+            .execute(&mut conn)
+            .await
+            .expect_err("stale expected_seq");
+    assert_eq!(sqlstate(&stale).0, "40001");
+    let foreign = sqlx::query("SELECT * FROM append_event($1, $2, 'T', '{\"new\": 3}')")
+        .bind(other)
+        .bind(&streams[1])
+        .execute(&mut conn)
+        .await
+        .expect_err("another tenant's stream");
+    assert_eq!(sqlstate(&foreign).0, "42501");
+    let rust = append_event(&mut conn, &event(tenant, &streams[3], json!({"new": 4})))
+        .await
+        .expect("Rust append after the upgrade");
+    assert_eq!(rust.seq, 2);
+    assert_migrate_is_a_no_op(&mut conn).await;
+}
