@@ -61,14 +61,17 @@ CREATE OR REPLACE FUNCTION robson_normalize_payload(p jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    t text := p::text;
 BEGIN
-    IF NOT robson_may_have_volatile_key(p::text) THEN
+    IF NOT robson_may_have_volatile_key(t) THEN
         RETURN p;
     END IF;
     IF jsonb_typeof(p) = 'object' THEN
         p := p - ARRAY(SELECT k FROM jsonb_object_keys(p) AS k
                         WHERE k ~ '(_at|timestamp|actor_id|actor_type|request_id)$');
-        IF NOT robson_may_have_volatile_key(p::text) THEN
+        t := p::text;
+        IF NOT robson_may_have_volatile_key(t) THEN
             RETURN p;
         END IF;
     END IF;
@@ -76,17 +79,52 @@ BEGIN
 END
 $$;
 
+-- The key of 001: idem_ + hex(SHA-256) of the jsonb text of [tenant_id,
+-- stream_key, command_id or null, normalized payload], given the payload's
+-- jsonb text `p_text` (the append functions print it once for the size
+-- check and the key). The array's text is put together as jsonb prints it
+-- (`[a, b, c, d]`, strings escaped as jsonb escapes them) rather than
+-- built and printed again.
+CREATE OR REPLACE FUNCTION robson_idempotency_key_of_text(
+    p_tenant_id uuid, p_stream_key text, p_command_id uuid, p_payload jsonb, p_text text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF robson_may_have_volatile_key(p_text) THEN
+        p_text := robson_normalize_payload(p_payload)::text;
+    END IF;
+    RETURN 'idem_' || encode(sha256(convert_to(
+        '[' || coalesce(to_json(p_tenant_id::text)::text, 'null')
+            || ', ' || coalesce(to_json(p_stream_key)::text, 'null')
+            || ', ' || coalesce(to_json(p_command_id::text)::text, 'null')
+            || ', ' || coalesce(p_text, 'null') || ']',
+        'UTF8')), 'hex');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION robson_idempotency_key(
+    p_tenant_id uuid, p_stream_key text, p_command_id uuid, p_payload jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT robson_idempotency_key_of_text(p_tenant_id, p_stream_key, p_command_id, p_payload,
+                                          p_payload::text)
+$$;
+
 -- ---------------------------------------------------------------------------
 -- The rules of SPEC §2.2 for one event, shared by append_event and the
 -- batch appends. Raises 22004/22023 naming the argument (`p_names` ||
 -- name: 'p_stream_key' for append_event, 'stream_key' for the JSON keys of
 -- append_events), after `context` and, in a batch, `element N` (0-based).
--- Returns true: called as an expression, it costs no statement.
+-- `p_payload_bytes` is octet_length(p_payload::text), which the caller has
+-- printed anyway for the key. Returns true: called as an expression, it
+-- costs no statement.
 CREATE OR REPLACE FUNCTION robson_check_append(
     p_context text, p_element int, p_names text,
     p_tenant_id uuid, p_stream_key text, p_event_type text, p_payload jsonb,
-    p_occurred_at timestamptz, p_expected_seq bigint, p_idempotency_key text,
-    p_actor_type text)
+    p_payload_bytes int, p_occurred_at timestamptz, p_expected_seq bigint,
+    p_idempotency_key text, p_actor_type text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE
 AS $$
@@ -119,7 +157,7 @@ BEGIN
     -- 64 is the 65th. The path descends no further than that.
     ELSIF jsonb_path_exists(p_payload, 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")') THEN
         v_arg := 'payload'; v_reason := 'nests deeper than 64 levels';
-    ELSIF octet_length(p_payload::text) > 1048576 THEN
+    ELSIF p_payload_bytes > 1048576 THEN
         v_arg := 'payload'; v_reason := 'is larger than 1048576 bytes';
     ELSIF p_occurred_at IS NULL THEN
         v_arg := 'occurred_at'; v_reason := 'is required'; v_code := '22004';
@@ -171,12 +209,15 @@ DECLARE
     v_position bigint;
     v_now      timestamptz := now();
     v_ok       boolean;
+    v_text     text;
 BEGIN
+    v_text := p_payload::text;
     v_ok := robson_check_append('append_event', NULL, 'p_', p_tenant_id, p_stream_key,
-                                p_event_type, p_payload, p_occurred_at, p_expected_seq,
-                                p_idempotency_key, p_actor_type);
+                                p_event_type, p_payload, octet_length(v_text), p_occurred_at,
+                                p_expected_seq, p_idempotency_key, p_actor_type);
     v_key := coalesce(p_idempotency_key,
-                      robson_idempotency_key(p_tenant_id, p_stream_key, p_command_id, p_payload));
+                      robson_idempotency_key_of_text(p_tenant_id, p_stream_key, p_command_id,
+                                                     p_payload, v_text));
 
     -- Lock the stream and take the next seq in one statement: the stream is
     -- created on first use (owned by this tenant); an existing one advances
@@ -284,6 +325,7 @@ AS $$
 DECLARE
     n          int := coalesce(cardinality(a_tenant), 0);
     v_ok       boolean;
+    v_text     text;
     v_now      timestamptz := now();
     v_keys     text[] := '{}';
     v_first    bigint[];   -- per event: the first event of the call with its key
@@ -321,11 +363,13 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
     FOR i IN 1..n LOOP
+        v_text := a_payload[i]::text;
         v_ok := robson_check_append(p_context, i - 1, p_names, a_tenant[i], a_stream[i], a_type[i],
-                                    a_payload[i], a_occurred[i], a_expected[i], a_key[i],
-                                    a_actor_type[i]);
-        v_keys[i] := coalesce(a_key[i], robson_idempotency_key(a_tenant[i], a_stream[i],
-                                                                a_command[i], a_payload[i]));
+                                    a_payload[i], octet_length(v_text), a_occurred[i],
+                                    a_expected[i], a_key[i], a_actor_type[i]);
+        v_keys[i] := coalesce(a_key[i], robson_idempotency_key_of_text(a_tenant[i], a_stream[i],
+                                                                        a_command[i], a_payload[i],
+                                                                        v_text));
     END LOOP;
 
     LOOP

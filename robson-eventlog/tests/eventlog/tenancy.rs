@@ -77,3 +77,48 @@ async fn a_batch_touching_another_tenants_stream_is_refused_whole_and_names_that
     }
     assert_eq!(log_image(&db.pool).await, before, "nothing may be written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL"]
+async fn tenants_racing_for_a_new_stream_leave_one_owner_and_refuse_the_others() {
+    use std::sync::Arc;
+    use tokio::sync::Barrier;
+    const TENANTS: usize = 8;
+    const ROUNDS: usize = 8;
+    let db = TestDb::new().await;
+    let barrier = Arc::new(Barrier::new(TENANTS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TENANTS {
+        let (pool, barrier) = (db.pool.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let tenant = Uuid::from_u128(t as u128 + 1);
+            let mut results = Vec::new();
+            for round in 0..ROUNDS {
+                barrier.wait().await;
+                let stream = format!("order:raced:{round}");
+                let r = append_event(&pool, &event(tenant, &stream, json!({ "t": t }))).await;
+                results.push(match r {
+                    Ok(o) => {
+                        assert_eq!((o.seq, o.duplicate), (1, false));
+                        true
+                    }
+                    Err(AppendError::StreamOwnedByOtherTenant { stream_key }) => {
+                        assert_eq!(stream_key, stream);
+                        false
+                    }
+                    Err(other) => panic!("tenant {t}: {other}"),
+                });
+            }
+            results
+        });
+    }
+    let all: Vec<Vec<bool>> = tasks.join_all().await;
+    for round in 0..ROUNDS {
+        let winners = all.iter().filter(|r| r[round]).count();
+        assert_eq!(winners, 1, "round {round}: one owner");
+    }
+    assert_eq!(
+        crate::support::count_rows(&db.pool, "event_log").await,
+        ROUNDS as i64
+    );
+}
