@@ -219,16 +219,37 @@ BEGIN
                       robson_idempotency_key_of_text(p_tenant_id, p_stream_key, p_command_id,
                                                      p_payload, v_text));
 
-    -- Lock the stream and take the next seq in one statement: the stream is
-    -- created on first use (owned by this tenant); an existing one advances
-    -- only if it is this tenant's and expected_seq holds. Appends to one
-    -- stream are serialised by this row.
-    INSERT INTO event_streams AS s (stream_key, tenant_id, last_seq)
+    -- One statement for the whole append: lock the stream and take the next
+    -- seq (the stream is created on first use, owned by this tenant; an
+    -- existing one advances only if it is this tenant's and expected_seq
+    -- holds; appends to one stream are serialised by this row), insert the
+    -- key row with the next global_position (the key is unique across the
+    -- log: a repeat, or a racing append with the same key whose commit this
+    -- waits for, conflicts and inserts nothing), and the event with it.
+    WITH head AS (
+        INSERT INTO event_streams AS s (stream_key, tenant_id, last_seq)
         VALUES (p_stream_key, p_tenant_id, 1)
         ON CONFLICT (stream_key) DO UPDATE SET last_seq = s.last_seq + 1
             WHERE s.tenant_id = p_tenant_id
               AND (p_expected_seq IS NULL OR s.last_seq = p_expected_seq)
-        RETURNING s.last_seq INTO v_seq;
+        RETURNING s.last_seq),
+    key_row AS (
+        INSERT INTO event_log_keys (idempotency_key, event_id, stream_key, seq, global_position, ingested_at)
+        SELECT v_key, v_event_id, p_stream_key, head.last_seq, nextval('event_log_global_position_seq'), v_now
+          FROM head
+         WHERE p_expected_seq IS NULL OR p_expected_seq = head.last_seq - 1
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING event_log_keys.seq, event_log_keys.global_position),
+    event_row AS (
+        INSERT INTO event_log (event_id, tenant_id, stream_key, seq, global_position, event_type, payload,
+                               occurred_at, ingested_at, idempotency_key, trace_id, causation_id,
+                               command_id, workflow_id, actor_type, actor_id)
+        SELECT v_event_id, p_tenant_id, p_stream_key, key_row.seq, key_row.global_position, p_event_type, p_payload,
+               p_occurred_at, v_now, v_key, p_trace_id, p_causation_id,
+               p_command_id, p_workflow_id, p_actor_type, p_actor_id
+          FROM key_row)
+    SELECT head.last_seq, key_row.global_position INTO v_seq, v_position
+      FROM head LEFT JOIN key_row ON true;
 
     IF NOT FOUND OR (p_expected_seq IS NOT NULL AND p_expected_seq <> v_seq - 1) THEN
         IF FOUND THEN
@@ -265,14 +286,9 @@ BEGIN
             USING ERRCODE = '40001', DETAIL = format('expected=%s actual=%s', p_expected_seq, v_last);
     END IF;
 
-    v_position := nextval('event_log_global_position_seq');
-    -- The key is unique across the log: a repeat (or a racing append with
-    -- the same key, whose commit this waits for) conflicts here. Then the
-    -- seq just taken is given back and the original reported.
-    INSERT INTO event_log_keys (idempotency_key, event_id, stream_key, seq, global_position, ingested_at)
-        VALUES (v_key, v_event_id, p_stream_key, v_seq, v_position, v_now)
-        ON CONFLICT (idempotency_key) DO NOTHING;
-    IF NOT FOUND THEN
+    IF v_position IS NULL THEN
+        -- A repeat: the seq just taken is given back (a stream this call
+        -- created is removed again) and the original reported.
         IF v_seq = 1 THEN
             DELETE FROM event_streams s WHERE s.stream_key = p_stream_key;
         ELSE
@@ -284,13 +300,6 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-
-    INSERT INTO event_log (event_id, tenant_id, stream_key, seq, global_position, event_type, payload,
-                           occurred_at, ingested_at, idempotency_key, trace_id, causation_id,
-                           command_id, workflow_id, actor_type, actor_id)
-    VALUES (v_event_id, p_tenant_id, p_stream_key, v_seq, v_position, p_event_type, p_payload,
-            p_occurred_at, v_now, v_key, p_trace_id, p_causation_id,
-            p_command_id, p_workflow_id, p_actor_type, p_actor_id);
 
     -- Delivered at commit, collapsed to one per transaction by PostgreSQL.
     PERFORM pg_notify('robson_events', '');
@@ -374,14 +383,18 @@ BEGIN
 
     LOOP
         -- The originals already in the log (again, when under the locks).
-        SELECT array_agg(k.event_id ORDER BY u.ord), array_agg(k.seq ORDER BY u.ord),
-               array_agg(k.global_position ORDER BY u.ord), array_agg(o.tenant_id ORDER BY u.ord),
+        -- (LATERAL … LIMIT 1, not a join: one index probe per event,
+        -- whatever the planner guesses of the arrays' length.)
+        SELECT array_agg(l.event_id ORDER BY u.ord), array_agg(l.seq ORDER BY u.ord),
+               array_agg(l.global_position ORDER BY u.ord), array_agg(l.tenant_id ORDER BY u.ord),
                array_agg(u.first ORDER BY u.ord)
           INTO l_event, l_seq, l_gp, l_owner, v_first
           FROM (SELECT x.key, x.ord, min(x.ord) OVER (PARTITION BY x.key) AS first
                   FROM unnest(v_keys) WITH ORDINALITY AS x(key, ord)) u
-          LEFT JOIN event_log_keys k ON k.idempotency_key = u.key
-          LEFT JOIN event_streams o ON o.stream_key = k.stream_key;
+          LEFT JOIN LATERAL (
+                SELECT k.event_id, k.seq, k.global_position, o.tenant_id
+                  FROM event_log_keys k LEFT JOIN event_streams o ON o.stream_key = k.stream_key
+                 WHERE k.idempotency_key = u.key LIMIT 1) l ON true;
         v_state := '{}';
         v_new := 0;
         FOR i IN 1..n LOOP
@@ -421,7 +434,8 @@ BEGIN
                        count(*) FILTER (WHERE x.state = 'n')
                            OVER (PARTITION BY x.stream ORDER BY x.ord) AS rank
                   FROM unnest(a_stream, v_state) WITH ORDINALITY AS x(stream, state, ord)) u
-          LEFT JOIN event_streams s ON s.stream_key = u.stream;
+          LEFT JOIN LATERAL (SELECT s.tenant_id, s.last_seq FROM event_streams s
+                              WHERE s.stream_key = u.stream LIMIT 1) s ON true;
         SELECT coalesce(array_agg(nextval('event_log_global_position_seq')), '{}')
           INTO v_positions FROM generate_series(1, v_new);
 

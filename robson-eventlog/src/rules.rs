@@ -1,6 +1,7 @@
 //! The rules an appended event obeys (SPEC §2.2) and the limits a reader of
-//! the log holds stored payloads to. SQL `append_event` (migrations/006)
-//! checks the same rules for every writer; the Rust append checks them here
+//! the log holds stored payloads to. SQL (`robson_check_append` of
+//! migrations/007, behind `append_event` and `append_events`) checks the
+//! same rules for every writer; the Rust append checks them here
 //! first, so that a hostile payload is refused before it is hashed or sent
 //! (hashing and serialising recurse over the payload).
 //!
