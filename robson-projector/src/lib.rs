@@ -20,6 +20,7 @@ pub mod payload;
 pub mod rows;
 pub mod rules;
 pub mod store;
+pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
 

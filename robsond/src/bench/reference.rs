@@ -10,18 +10,9 @@
 use std::time::Instant;
 
 use robson_eventlog::Position;
+use robson_projector::tables::READ_MODELS;
 use robson_projector::PoisonPolicy;
 use sqlx::{Connection, PgConnection, PgPool};
-
-/// The projection tables and the columns that key them.
-const TABLES: [&str; 6] = [
-    "orders_current",
-    "fills",
-    "positions_current",
-    "balances_current",
-    "risk_state_current",
-    "strategy_state_current",
-];
 
 const ROWS_PER_TRANSACTION: usize = 500;
 
@@ -86,7 +77,7 @@ pub async fn set_based_limit(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     let mut conn = pool.acquire().await?.detach();
     let mut chunks: Vec<(&str, String)> = Vec::new();
     let mut rows = 0u64;
-    for table in TABLES {
+    for table in READ_MODELS.iter().map(|t| t.name) {
         let all: Vec<String> =
             sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM public.{table} t"))
                 .fetch_all(&mut conn)

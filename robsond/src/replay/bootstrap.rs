@@ -12,7 +12,7 @@ use robson_eventlog::Position;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::snapshot::{self, SnapshotInfo};
-use super::PROJECTION_TABLES;
+use super::tables;
 use crate::daemon::retry::Backoff;
 
 /// Serialises bootstrapping instances.
@@ -69,7 +69,7 @@ pub async fn bootstrap(
     let Some(snap) = snapshot::latest(&mut *tx).await? else {
         return Ok(None);
     };
-    let tables: Vec<&str> = PROJECTION_TABLES.iter().map(|t| t.name).collect();
+    let tables: Vec<&str> = tables::ALL.iter().map(|t| t.name).collect();
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     sqlx::query(&lock).execute(&mut *tx).await?;
     if !projection_is_empty(&mut tx).await? {
@@ -88,7 +88,7 @@ pub async fn bootstrap(
 
 /// No per-stream progress and no row in any of the six read models.
 async fn projection_is_empty(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let probes: Vec<String> = PROJECTION_TABLES
+    let probes: Vec<String> = tables::ALL
         .iter()
         .filter(|t| t.name != "projection_dead_letters")
         .map(|t| format!("NOT EXISTS (SELECT 1 FROM {})", t.name))

@@ -25,7 +25,7 @@ use super::bounded::catch_up_to_live;
 use super::project::{count_after, read_log, ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, REBUILD_SCHEMA};
 use super::snapshot::{self, SnapshotInfo};
-use super::{decisions, history, qualified_list, ReplayError, PROJECTION_TABLES};
+use super::{decisions, history, qualified_list, tables, ReplayError};
 
 /// How long one swap attempt waits for the live tables' locks; meanwhile
 /// the daemon's transactions queue behind the request.
@@ -164,7 +164,7 @@ async fn swap(
     catch_up_to_live(&mut tx, replayer, Until::Empty).await?;
     history::carry_over(&mut tx, live, schema).await?;
     let mut ddl = format!("DROP TABLE {};\n", qualified_list(live));
-    for t in PROJECTION_TABLES {
+    for t in tables::ALL {
         ddl.push_str(&format!(
             "ALTER TABLE {schema}.{} SET SCHEMA {live};\n",
             t.name
