@@ -24,7 +24,7 @@ pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{classify, ErrorClass, ErrorKind, ProjectionError};
+pub use error::{classify, contention, Contention, ErrorClass, ErrorKind, ProjectionError};
 pub use store::{
     apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, resume_stream,
     BatchOutcome, DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError, Resumed,

@@ -19,8 +19,7 @@ use sqlx::{ConnectOptions as _, PgPool};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, OnPoison};
-use crate::daemon::checkpoint;
-use crate::daemon::retry::Backoff;
+use crate::daemon::retry::Retry;
 use crate::daemon::state::DaemonState;
 use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
 use crate::daemon::trend::{self, Trend};
@@ -28,6 +27,7 @@ use crate::daemon::view::LagView;
 use crate::daemon::{probe, waiters};
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
+use crate::progress::checkpoint;
 
 /// How long the shutdown waits for the last pool connections to come back,
 /// once every actor has stopped.
@@ -281,21 +281,16 @@ async fn prepare_with_retry(
     pool: &PgPool,
     partitions: usize,
 ) -> anyhow::Result<Vec<robson_eventlog::Position>> {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Database unreachable at startup");
     loop {
         match checkpoint::prepare(pool, partitions).await {
             Ok(c) => return Ok(c),
-            Err(err)
-                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
-            {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Database unreachable at startup; retrying.");
-                tokio::time::sleep(delay).await;
-            }
             Err(err) => {
-                return Err(anyhow::Error::new(err).context(
-                    "Failed to read projection_checkpoints (has `robsond migrate` been run?)",
-                ))
+                if let Err(gave_up) = retry.after(err, std::future::pending()).await {
+                    return Err(anyhow::Error::new(gave_up.into_error()).context(
+                        "Failed to read projection_checkpoints (has `robsond migrate` been run?)",
+                    ));
+                }
             }
         }
     }

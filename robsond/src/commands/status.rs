@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::DatabaseConfig;
-use crate::daemon::{checkpoint, monitor};
+use crate::progress::{checkpoint, lag as monitor};
 
 #[derive(Debug, Serialize)]
 struct PartitionStatus {

@@ -18,11 +18,12 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
 use super::projector::{Batch, CatchUp, RESTARTING, RETRYING};
-use super::retry::Backoff;
+use super::retry::{count_db_error, sleep_or_stop, Retry};
 use super::state::DaemonState;
 use super::supervisor::Routes;
-use crate::metrics::{Actor as MetricActor, DbErrorKind, Metrics, WakeupSource};
+use crate::metrics::{Actor as MetricActor, Metrics, WakeupSource};
 use crate::partition::partition_of;
+use crate::progress;
 
 /// Least time between two checkpoint advances of an idle partition.
 const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
@@ -61,6 +62,12 @@ impl Default for StopSignal {
 impl StopSignal {
     fn is_requested(&self) -> bool {
         *self.requested.borrow()
+    }
+
+    /// Resolves once the loop is asked to stop.
+    async fn requested(&self) {
+        let mut requested = self.requested.subscribe();
+        let _ = requested.wait_for(|s| *s).await;
     }
 
     /// Asks the loop to stop and waits until it has released its connections.
@@ -125,13 +132,12 @@ impl Handler<StopPolling> for Poller {
 /// (inside the runtime, before the System goes away).
 async fn run(setup: PollerSetup) {
     let mut listener: Option<PgListener> = None;
-    let mut stop = setup.stop.requested.subscribe();
     tokio::select! {
         () = read_loop(&setup, &mut listener) => {}
         // Whatever the loop waits for — a read, or a projector that does
         // not take its batch (stuck in backoff) — has nothing to commit:
         // the batch is read again on the next start.
-        _ = stop.wait_for(|s| *s) => {}
+        () = setup.stop.requested() => {}
         () = setup.state.lifecycle.aborted() => {}
     }
     drop(listener);
@@ -154,7 +160,7 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let mut stale: Vec<bool> = vec![false; partitions];
     let mut advanced: Vec<Instant> = vec![Instant::now(); partitions];
     let mut held_back_delay = HeldBackDelay::default();
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Poller read failed");
 
     while !setup.stop.is_requested() {
         setup.state.poller_beat();
@@ -178,19 +184,20 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         let events = match robson_eventlog::read_committed(&setup.pool, cursor, window).await {
             Ok(events) => events,
             Err(err) => {
-                setup.metrics.db_errors(DbErrorKind::Transient).inc();
+                // Whatever the class, a reader has nothing to give up: it
+                // reads again (a permanent error is the operator's to fix).
+                count_db_error(&setup.metrics, &err);
                 setup.state.set_database_up(false);
-                let delay = backoff.next_delay();
+                let delay = retry.next_delay();
                 tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Poller read failed; retrying.");
                 *listener = None;
-                let mut stop = setup.stop.requested.subscribe();
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return,
-                    _ = tokio::time::sleep(delay) => continue,
+                if !sleep_or_stop(delay, setup.stop.requested()).await {
+                    return;
                 }
+                continue;
             }
         };
-        backoff = Backoff::default();
+        retry.reset();
         let full = events.len() as i64 >= window;
         if let Some(last) = events.last() {
             let upto = last.position();
@@ -206,11 +213,10 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             // Committed events wait behind an open transaction (often a
             // projector's own): read again soon, the notification for them
             // may already have been consumed.
-            let mut stop = setup.stop.requested.subscribe();
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(held_back_delay.next()) => continue,
+            if !sleep_or_stop(held_back_delay.next(), setup.stop.requested()).await {
+                return;
             }
+            continue;
         }
         held_back_delay = HeldBackDelay::default();
         wait_for_wakeup(&setup, listener).await;
@@ -230,10 +236,18 @@ impl HeldBackDelay {
     }
 }
 
+/// Whether committed events after `cursor` wait behind an open
+/// transaction. A failed check says no (the next wake-up or poll reads
+/// again), logged and counted.
 async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
-    robson_eventlog::committed_behind_xmin(&setup.pool, cursor)
-        .await
-        .unwrap_or(false)
+    match robson_eventlog::committed_behind_xmin(&setup.pool, cursor).await {
+        Ok(held) => held,
+        Err(err) => {
+            count_db_error(&setup.metrics, &err);
+            tracing::warn!(error = %err, "Could not check for events held back by an open transaction.");
+            false
+        }
+    }
 }
 
 /// Idle partitions learn how far the log has been read, so their checkpoints
@@ -277,21 +291,21 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let m = &setup.metrics;
     let partition_taken = setup.state.lifecycle.poller_woken();
-    let Some(l) = listener.as_mut() else {
-        let mut stop = setup.stop.requested.subscribe();
+    // Stopping, or a partition was taken (read from its checkpoint now).
+    let interrupted = async {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = partition_taken => return,
-            _ = tokio::time::sleep(setup.poll_interval) => {}
+            () = setup.stop.requested() => {}
+            () = partition_taken => {}
         }
-        m.poller_wakeups(WakeupSource::Poll).inc();
+    };
+    let Some(l) = listener.as_mut() else {
+        if sleep_or_stop(setup.poll_interval, interrupted).await {
+            m.poller_wakeups(WakeupSource::Poll).inc();
+        }
         return;
     };
-    let mut stop = setup.stop.requested.subscribe();
     let woken = tokio::select! {
-        _ = stop.wait_for(|s| *s) => return,
-        // A partition was taken: read from its checkpoint now.
-        () = partition_taken => return,
+        () = interrupted => return,
         woken = tokio::time::timeout(setup.poll_interval, l.try_recv()) => woken,
     };
     match woken {
@@ -423,15 +437,14 @@ async fn send(
 
 /// Streams an operator retried or skipped: their waiting events are re-read.
 async fn resume_requested_streams(setup: &PollerSetup) {
-    let keys: Vec<String> = match sqlx::query_scalar(
-        "SELECT stream_key FROM projection_stream_progress WHERE resume_requested
-          ORDER BY stream_key LIMIT 100",
-    )
-    .fetch_all(&setup.pool)
-    .await
-    {
+    let keys = match progress::streams::resume_requested(&setup.pool, 100).await {
         Ok(keys) => keys,
-        Err(_) => return,
+        Err(err) => {
+            // Asked again on the next round.
+            count_db_error(&setup.metrics, &err);
+            tracing::warn!(error = %err, "Could not read the streams resumed by an operator.");
+            return;
+        }
     };
     let partitions = setup.state.partitions.len();
     for stream_key in keys {

@@ -18,10 +18,10 @@ use robson_projector::{BatchOutcome, PoisonPolicy};
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use super::checkpoint::{self, SaveError};
-use super::retry::{self, Backoff, Failure};
+use super::retry::{self, Backoff, Failure, Retry};
 use super::state::DaemonState;
 use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
+use crate::progress::checkpoint::{self, SaveError};
 
 /// Batches waiting in a projector's mailbox beyond the one in progress.
 pub const MAILBOX_CAPACITY: usize = 2;
@@ -334,7 +334,7 @@ async fn project_batch(
         first = %events.first().map_or(upto, |e| e.position()),
         last = %upto,
     );
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Transient database error");
     loop {
         let started = Instant::now();
         let attempt = async {
@@ -367,14 +367,14 @@ async fn project_batch(
                 setup.state.set_database_up(true);
                 return Ok(());
             }
-            Err(err) => backoff.handle(setup, err).await?,
+            Err(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }
 
 /// Applies a resumed stream's waiting events, chunk by chunk.
 async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failure> {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Transient database error");
     loop {
         let started = Instant::now();
         let attempt = async {
@@ -405,7 +405,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
                     return Ok(());
                 }
             }
-            Err(err) => backoff.handle(setup, err).await?,
+            Err(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }

@@ -77,9 +77,10 @@ impl LagView {
         let task = tokio::spawn(async move {
             let _flight = guard;
             let started = Instant::now();
-            let result = tokio::time::timeout(SAMPLE_TIMEOUT, super::monitor::sample(&this.pool))
-                .await
-                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+            let result =
+                tokio::time::timeout(SAMPLE_TIMEOUT, crate::progress::lag::sample(&this.pool))
+                    .await
+                    .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
             let ok = result.is_ok();
             // Published before it counts as fresh, so that a fresh time
             // always goes with the sample it describes.
