@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("004_snapshots.sql"),
     migration!("005_daemon_state.sql"),
     migration!("006_append_hostile_input.sql"),
+    migration!("008_drop_commands.sql"),
 ];
 
 /// Arbitrary constant serialising concurrent migrators (several pods starting).

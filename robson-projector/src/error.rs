@@ -52,6 +52,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind (for metrics that show each at 0 from the start).
+    pub const ALL: &'static [ErrorKind] =
+        &[ErrorKind::InvalidPayload, ErrorKind::InvariantViolation];
+
     /// The spelling stored in `projection_dead_letters.error_kind` and used as
     /// the metric label.
     pub fn as_str(self) -> &'static str {

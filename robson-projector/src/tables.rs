@@ -180,6 +180,12 @@ pub static ALL: [&TableSpec; 8] = [
     StrategyRow::TABLE,
 ];
 
+/// The DDL of every table in [`ALL`] (`migrations/003_projections.sql`),
+/// with unqualified names only: run with `search_path` set to another
+/// schema first, it creates the same tables there (what a rebuild's shadow
+/// and the bench's scratch copies are made from).
+pub const DDL: &str = include_str!("../../migrations/003_projections.sql");
+
 /// The table named `name`, if the projector writes one.
 pub fn by_name(name: &str) -> Option<&'static TableSpec> {
     ALL.iter().copied().find(|t| t.name == name)

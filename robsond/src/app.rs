@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use anyhow::Context as _;
-use robson_projector::PoisonPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, PgPool};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, OnPoison};
+use crate::config::Config;
 use crate::daemon::retry::Retry;
 use crate::daemon::state::DaemonState;
 use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
@@ -155,10 +154,7 @@ impl Starting {
                 .checkpoint
                 .store(pos.global_position, Ordering::Relaxed);
         }
-        let policy = match config.on_poison {
-            OnPoison::Park => PoisonPolicy::Park,
-            OnPoison::Skip => PoisonPolicy::Skip,
-        };
+        let policy = config.on_poison;
         let supervisor = DaemonSupervisor::new(SupervisorSetup {
             pool: pool.clone(),
             database_url: config.database.url.clone(),
@@ -205,14 +201,6 @@ impl Application {
     /// unreachable), prepares the checkpoints and starts every actor.
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         Starting::serve(config)?.connect(config).await
-    }
-
-    /// Runs until SIGTERM or SIGINT, then drains and stops.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let mut signals = Signals::install()?;
-        let which = signals.next().await;
-        self.stop_on(which).await;
-        Ok(())
     }
 
     async fn stop_on(self, signal: &'static str) {

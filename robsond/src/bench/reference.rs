@@ -18,11 +18,7 @@ const ROWS_PER_TRANSACTION: usize = 500;
 
 /// A scratch schema holding empty copies of the projection tables.
 async fn scratch(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
-    let ddl = robson_eventlog::MIGRATIONS
-        .iter()
-        .find(|m| m.name.starts_with("003_"))
-        .map(|m| m.sql)
-        .ok_or_else(|| anyhow::anyhow!("migration 003 is missing"))?;
+    let ddl = robson_projector::tables::DDL;
     sqlx::raw_sql(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
          SET search_path = {schema}, public; {ddl}"

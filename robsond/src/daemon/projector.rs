@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use super::retry::{self, Backoff, Failure, Retry};
 use super::state::DaemonState;
-use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
+use crate::metrics::{Actor as MetricActor, Metrics, SkipReason};
 use crate::progress::checkpoint::{self, SaveError};
 
 /// Batches waiting in a projector's mailbox beyond the one in progress.
@@ -503,8 +503,7 @@ fn record(
     m.events_skipped(SkipReason::AlreadyApplied)
         .inc_by(outcome.already_applied);
     for dl in &outcome.dead_lettered {
-        m.events_dead_lettered(dead_letter_kind(dl.error_kind))
-            .inc();
+        m.events_dead_lettered(dl.error_kind).inc();
         tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "Dead-lettered an event.");
     }
     if setup.policy == PoisonPolicy::Skip {
@@ -523,11 +522,4 @@ fn record(
     }
     m.batch_duration_seconds.observe(took.as_secs_f64());
     m.batch_size.observe(size as f64);
-}
-
-fn dead_letter_kind(kind: robson_projector::ErrorKind) -> DeadLetterKind {
-    match kind {
-        robson_projector::ErrorKind::InvalidPayload => DeadLetterKind::InvalidPayload,
-        robson_projector::ErrorKind::InvariantViolation => DeadLetterKind::InvariantViolation,
-    }
 }
