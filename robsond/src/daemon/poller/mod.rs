@@ -7,26 +7,37 @@
 //! with `send().await`, which waits while the projector's mailbox is full —
 //! or until the poller is asked to stop, so a projector stuck in backoff
 //! never holds the shutdown (the batch is read again on the next start).
+//!
+//! One job per part: this module reads (the loop, commit-safe windows,
+//! held-back reads) and owns the actor; [`listen`] waits for a wake-up,
+//! [`dispatch`] splits a window into batches and hands them over, [`idle`]
+//! advances idle partitions, [`resume`] re-reads streams an operator
+//! resumed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use robson_eventlog::{EventEnvelope, Position};
+use robson_eventlog::Position;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
-use super::projector::{Batch, CatchUp, RESTARTING, RETRYING};
+use super::projector::{RESTARTING, RETRYING};
 use super::retry::{count_db_error, sleep_or_stop, Retry};
 use super::state::DaemonState;
 use super::supervisor::Routes;
-use crate::metrics::{Actor as MetricActor, Metrics, WakeupSource};
-use crate::partition::partition_of;
-use crate::progress;
+use crate::metrics::{Actor as MetricActor, Metrics};
 
-/// Least time between two checkpoint advances of an idle partition.
-const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
+mod dispatch;
+mod idle;
+mod listen;
+mod resume;
+
+use dispatch::dispatch;
+use idle::advance_idle;
+use listen::{listen, wait_for_wakeup};
+use resume::resume_requested_streams;
 
 /// What the poller needs; cloned into each restart.
 #[derive(Debug, Clone)]
@@ -250,216 +261,15 @@ async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
     }
 }
 
-/// Idle partitions learn how far the log has been read, so their checkpoints
-/// follow it (a restart then re-reads little) — at most every
-/// [`IDLE_ADVANCE_EVERY`] each, as every advance is a transaction.
-///
-/// A stale partition is never advanced: its checkpoint would jump over the
-/// events it was not given.
-async fn advance_idle(
-    setup: &PollerSetup,
-    cursor: Position,
-    sent: &mut [Position],
-    stale: &[bool],
-    advanced: &mut [Instant],
-) {
-    for p in 0..sent.len() {
-        if !stale[p] && sent[p] < cursor && advanced[p].elapsed() >= IDLE_ADVANCE_EVERY {
-            if send(setup, p, Vec::new(), sent[p], cursor).await != Handover::Failing {
-                sent[p] = cursor;
-            }
-            advanced[p] = Instant::now();
-        }
-    }
-}
-
 /// True while partition `p`'s projector is failing: pausing before a
 /// restart, or in backoff after a transient error. The poller then does not
 /// wait for it, so one failing partition never holds the others back.
-fn is_failing(setup: &PollerSetup, p: usize) -> bool {
+pub(super) fn is_failing(setup: &PollerSetup, p: usize) -> bool {
     let state = setup.state.partitions[p].state();
     state == RESTARTING || state == RETRYING
 }
 
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen("robson_events").await.ok()?;
-    Some(l)
-}
-
-/// Waits for a notification, or the poll interval.
-async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>) {
-    let m = &setup.metrics;
-    let partition_taken = setup.state.lifecycle.poller_woken();
-    // Stopping, or a partition was taken (read from its checkpoint now).
-    let interrupted = async {
-        tokio::select! {
-            () = setup.stop.requested() => {}
-            () = partition_taken => {}
-        }
-    };
-    let Some(l) = listener.as_mut() else {
-        if sleep_or_stop(setup.poll_interval, interrupted).await {
-            m.poller_wakeups(WakeupSource::Poll).inc();
-        }
-        return;
-    };
-    let woken = tokio::select! {
-        () = interrupted => return,
-        woken = tokio::time::timeout(setup.poll_interval, l.try_recv()) => woken,
-    };
-    match woken {
-        Ok(Ok(Some(_))) => {
-            m.poller_wakeups(WakeupSource::Notify).inc();
-            // Collapse a burst of notifications into one read.
-            while l.next_buffered().is_some() {}
-        }
-        Ok(Ok(None)) | Ok(Err(_)) => {
-            // Connection lost: notifications may be missed, so read now and
-            // listen again on the next round.
-            *listener = None;
-            m.poller_wakeups(WakeupSource::Poll).inc();
-        }
-        Err(_) => {
-            m.poller_wakeups(WakeupSource::Poll).inc();
-        }
-    }
-}
-
-/// Routes a window to the partitions, in chunks of at most batch_size.
-/// Events a partition was already given (at or before its `sent`, after a
-/// read again) are not sent twice; a stale partition is passed over.
-async fn dispatch(
-    setup: &PollerSetup,
-    events: Vec<EventEnvelope>,
-    upto: Position,
-    sent: &mut [Position],
-    stale: &mut [bool],
-) {
-    let partitions = setup.state.partitions.len();
-    let mut per_partition: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
-    for e in events {
-        let p = partition_of(&e.stream_key, partitions);
-        if !stale[p] && e.position() > sent[p] {
-            per_partition[p].push(e);
-        }
-    }
-    for (p, events) in per_partition.into_iter().enumerate() {
-        if events.is_empty() {
-            continue;
-        }
-        let chunks = into_chunks(events, setup.batch_size);
-        let last = chunks.len() - 1;
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let chunk_upto = if i == last {
-                upto
-            } else {
-                chunk.last().map_or(upto, EventEnvelope::position)
-            };
-            match send(setup, p, chunk, sent[p], chunk_upto).await {
-                // Not ours: `sent` moves on all the same, so that if the
-                // partition becomes ours before the rewind its start asks
-                // for, the projector refuses the gap (`from` beyond its
-                // checkpoint) instead of an idle advance jumping over it.
-                Handover::Taken | Handover::NotOurs => sent[p] = chunk_upto,
-                Handover::Failing => {
-                    tracing::warn!(partition = p, from = %sent[p], "Projector failing; passing its partition over until it runs again.");
-                    stale[p] = true;
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// `events` split into runs of at most `size`, moved, not copied (a payload
-/// is a tree of allocations).
-fn into_chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let size = size.max(1);
-    let mut chunks = Vec::with_capacity(items.len().div_ceil(size));
-    while items.len() > size {
-        let rest = items.split_off(size);
-        chunks.push(std::mem::replace(&mut items, rest));
-    }
-    chunks.push(items);
-    chunks
-}
-
-/// What became of a batch handed to a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Handover {
-    /// The projector took it up (or its mailbox closed at shutdown: the
-    /// batch is then read again from the checkpoint on the next start).
-    Taken,
-    /// Not this instance's partition: its owner reads these events itself.
-    NotOurs,
-    /// The projector is failing and was not waited for; the batch may or
-    /// may not have been queued. Either is safe: the partition is read again
-    /// from before it, and a projector drops what it already covered.
-    Failing,
-}
-
-/// How often a handover blocked on a full mailbox looks at the projector.
-const FAILING_CHECK_EVERY: Duration = Duration::from_millis(20);
-
-/// Hands a batch over with `send().await` (the backpressure that bounds
-/// memory), but gives up as soon as the projector is failing.
-async fn send(
-    setup: &PollerSetup,
-    partition: usize,
-    events: Vec<EventEnvelope>,
-    from: Position,
-    upto: Position,
-) -> Handover {
-    let Some(addr) = route(setup, partition) else {
-        return Handover::NotOurs;
-    };
-    let request = addr.send(Batch { events, from, upto });
-    tokio::pin!(request);
-    loop {
-        tokio::select! {
-            answer = &mut request => {
-                if let Err(err) = answer {
-                    // Only when the projector's supervisor is gone (shutdown).
-                    tracing::warn!(partition, error = %err, "Projector mailbox closed.");
-                    setup.state.request_rewind(from);
-                }
-                return Handover::Taken;
-            }
-            _ = tokio::time::sleep(FAILING_CHECK_EVERY) => {
-                if is_failing(setup, partition) {
-                    return Handover::Failing;
-                }
-            }
-        }
-    }
-}
-
-/// Streams an operator retried or skipped: their waiting events are re-read.
-async fn resume_requested_streams(setup: &PollerSetup) {
-    let keys = match progress::streams::resume_requested(&setup.pool, 100).await {
-        Ok(keys) => keys,
-        Err(err) => {
-            // Asked again on the next round.
-            count_db_error(&setup.metrics, &err);
-            tracing::warn!(error = %err, "Could not read the streams resumed by an operator.");
-            return;
-        }
-    };
-    let partitions = setup.state.partitions.len();
-    for stream_key in keys {
-        let p = partition_of(&stream_key, partitions);
-        if is_failing(setup, p) {
-            // Still requested in the database: asked again on a later round.
-            continue;
-        }
-        if let Some(addr) = route(setup, p) {
-            let _ = addr.send(CatchUp { stream_key }).await;
-        }
-    }
-}
-
-fn route(
+pub(super) fn route(
     setup: &PollerSetup,
     partition: usize,
 ) -> Option<actix::Addr<super::projector::Projector>> {
@@ -468,22 +278,4 @@ fn route(
         .read()
         .ok()
         .and_then(|r| r.get(partition).cloned().flatten())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::into_chunks;
-
-    #[test]
-    fn chunks_keep_every_item_in_order_and_none_is_longer_than_the_size() {
-        for len in 0..12 {
-            for size in 1..5 {
-                let items: Vec<usize> = (0..len).collect();
-                let chunks = into_chunks(items.clone(), size);
-                assert!(chunks.iter().all(|c| c.len() <= size), "{chunks:?}");
-                assert!(chunks.iter().skip(1).all(|c| !c.is_empty()), "{chunks:?}");
-                assert_eq!(chunks.concat(), items);
-            }
-        }
-    }
 }
