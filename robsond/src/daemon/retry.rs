@@ -119,6 +119,8 @@ pub struct Retry {
     backoff: Backoff,
     attempts: u32,
     max_attempts: u32,
+    /// Logged with each retry when the work is a partition's.
+    partition: Option<usize>,
 }
 
 impl Retry {
@@ -130,6 +132,7 @@ impl Retry {
             backoff: Backoff::default(),
             attempts: 0,
             max_attempts: u32::MAX,
+            partition: None,
         }
     }
 
@@ -166,7 +169,7 @@ impl Retry {
             return Err(GaveUp::Failed(err));
         }
         let delay = self.backoff.next_delay();
-        tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "{}; retrying.", self.what);
+        tracing::warn!(partition = self.partition, error = %err, retry_in_ms = delay.as_millis() as u64, "{}; retrying.", self.what);
         if sleep_or_stop(delay, stopped).await {
             Ok(())
         } else {
@@ -212,6 +215,7 @@ impl Retry {
             }
             setup.state.partitions[setup.partition].set_state(super::projector::RETRYING);
         }
+        self.partition = Some(setup.partition);
         let outcome = self.step(err, life.stopped(), Some(&setup.metrics)).await;
         match outcome {
             Ok(()) => Ok(()),
