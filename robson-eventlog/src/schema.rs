@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("005_daemon_state.sql"),
     migration!("006_append_hostile_input.sql"),
     migration!("007_append_fast.sql"),
+    migration!("008_drop_commands.sql"),
 ];
 
 /// Arbitrary constant serialising concurrent migrators (several pods starting).

@@ -8,8 +8,8 @@ use sqlx::{Decode, Postgres, Type};
 
 use crate::decimal::Notional;
 
-/// Declares a text-valued enum: `as_str`, `parse`, and sqlx decoding from
-/// `text`/`varchar`.
+/// Declares a text-valued enum: `as_str`, `parse`, sqlx decoding from
+/// `text`/`varchar`, and binding as text.
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -47,6 +47,15 @@ macro_rules! text_enum {
 
             fn compatible(ty: &PgTypeInfo) -> bool {
                 <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl crate::tables::SqlValue for $name {
+            type Wire<'a> = &'static str;
+            const ARRAY: &'static str = "text[]";
+
+            fn wire(&self) -> &'static str {
+                self.as_str()
             }
         }
 

@@ -52,6 +52,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind (for metrics that show each at 0 from the start).
+    pub const ALL: &'static [ErrorKind] =
+        &[ErrorKind::InvalidPayload, ErrorKind::InvariantViolation];
+
     /// The spelling stored in `projection_dead_letters.error_kind` and used as
     /// the metric label.
     pub fn as_str(self) -> &'static str {
@@ -139,6 +143,26 @@ pub fn classify(err: &sqlx::Error) -> ErrorClass {
     }
 }
 
+/// A transient error caused by other transactions, which trying the same
+/// work again soon may get past (a rebuild's table swap retries on these
+/// and no others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contention {
+    /// SQLSTATE `55P03`: a lock was not granted within `lock_timeout`.
+    LockNotAvailable,
+    /// SQLSTATE `40001` or `40P01`: a serialization failure or a deadlock.
+    Conflict,
+}
+
+/// The contention behind `err`, if that is what it is.
+pub fn contention(err: &sqlx::Error) -> Option<Contention> {
+    match sqlstate(err)?.as_str() {
+        "55P03" => Some(Contention::LockNotAvailable),
+        "40001" | "40P01" => Some(Contention::Conflict),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +214,17 @@ mod tests {
         ] {
             assert_eq!(class_of(code), ErrorClass::Transient, "{code}");
         }
+    }
+
+    #[test]
+    fn lock_timeouts_deadlocks_and_serialization_failures_are_contention() {
+        let of = |code| contention(&sqlx::Error::Database(Box::new(Sqlstate(code))));
+        assert_eq!(of("55P03"), Some(Contention::LockNotAvailable));
+        assert_eq!(of("40001"), Some(Contention::Conflict));
+        assert_eq!(of("40P01"), Some(Contention::Conflict));
+        assert_eq!(of("57014"), None);
+        assert_eq!(of("23505"), None);
+        assert_eq!(contention(&sqlx::Error::PoolTimedOut), None);
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use robson_eventlog::EventEnvelope;
 use uuid::Uuid;
 
 use crate::error::ProjectionError;
@@ -14,7 +13,7 @@ use crate::rows::{
     RiskRow, StrategyKey, StrategyRow,
 };
 use crate::rules::fill::FillEffect;
-use crate::rules::{self, account, fill, order, position, strategy, Command, Stamp};
+use crate::rules::{account, fill, order, position, strategy, Command, Stamp};
 
 /// The rows of one table known to the fold, and which of them changed.
 #[derive(Debug, Clone)]
@@ -119,25 +118,6 @@ impl Keys {
 }
 
 impl Tables {
-    /// How many rows (of every table, fills included) the fold changed.
-    pub fn rows_changed(&self) -> usize {
-        self.orders.changed.len()
-            + self.fills.len()
-            + self.positions.changed.len()
-            + self.balances.changed.len()
-            + self.risks.changed.len()
-            + self.strategies.changed.len()
-    }
-
-    /// Validates and applies one event. On error nothing changes.
-    pub fn apply(&mut self, event: &EventEnvelope) -> Result<Applied, ProjectionError> {
-        let command = rules::parse_event(event)?;
-        match command {
-            Some(command) => self.apply_command(&command, &Stamp::of(event)),
-            None => Ok(Applied::Unhandled),
-        }
-    }
-
     /// Applies an already validated command. On error nothing changes.
     pub fn apply_command(
         &mut self,

@@ -20,10 +20,11 @@ pub mod payload;
 pub mod rows;
 pub mod rules;
 pub mod store;
+pub mod tables;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{classify, ErrorClass, ErrorKind, ProjectionError};
+pub use error::{classify, contention, Contention, ErrorClass, ErrorKind, ProjectionError};
 pub use store::{
     apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, resume_stream,
     BatchOutcome, DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError, Resumed,

@@ -13,14 +13,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use anyhow::Context as _;
-use robson_projector::PoisonPolicy;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, PgPool};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, OnPoison};
-use crate::daemon::checkpoint;
-use crate::daemon::retry::Backoff;
+use crate::config::Config;
+use crate::daemon::retry::Retry;
 use crate::daemon::state::DaemonState;
 use crate::daemon::supervisor::{Close, DaemonSupervisor, Shutdown, SupervisorSetup};
 use crate::daemon::trend::{self, Trend};
@@ -28,6 +26,7 @@ use crate::daemon::view::LagView;
 use crate::daemon::{probe, waiters};
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
+use crate::progress::checkpoint;
 
 /// How long the shutdown waits for the last pool connections to come back,
 /// once every actor has stopped.
@@ -156,10 +155,7 @@ impl Starting {
                 .checkpoint
                 .store(pos.global_position, Ordering::Relaxed);
         }
-        let policy = match config.on_poison {
-            OnPoison::Park => PoisonPolicy::Park,
-            OnPoison::Skip => PoisonPolicy::Skip,
-        };
+        let policy = config.on_poison;
         let supervisor = DaemonSupervisor::new(SupervisorSetup {
             pool: pool.clone(),
             database_url: config.database.url.clone(),
@@ -206,14 +202,6 @@ impl Application {
     /// unreachable), prepares the checkpoints and starts every actor.
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
         Starting::serve(config)?.connect(config).await
-    }
-
-    /// Runs until SIGTERM or SIGINT, then drains and stops.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let mut signals = Signals::install()?;
-        let which = signals.next().await;
-        self.stop_on(which).await;
-        Ok(())
     }
 
     async fn stop_on(self, signal: &'static str) {
@@ -282,21 +270,16 @@ async fn prepare_with_retry(
     pool: &PgPool,
     partitions: usize,
 ) -> anyhow::Result<Vec<robson_eventlog::Position>> {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Database unreachable at startup");
     loop {
         match checkpoint::prepare(pool, partitions).await {
             Ok(c) => return Ok(c),
-            Err(err)
-                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
-            {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Database unreachable at startup; retrying.");
-                tokio::time::sleep(delay).await;
-            }
             Err(err) => {
-                return Err(anyhow::Error::new(err).context(
-                    "Failed to read projection_checkpoints (has `robsond migrate` been run?)",
-                ))
+                if let Err(gave_up) = retry.after(err, std::future::pending()).await {
+                    return Err(anyhow::Error::new(gave_up.into_error()).context(
+                        "Failed to read projection_checkpoints (has `robsond migrate` been run?)",
+                    ));
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! (the database URL, the admin token) live in [`Secret`] and are never echoed.
 //! What the values are used for belongs to the modules that use them.
 
+use robson_projector::PoisonPolicy;
 use serde::Deserialize;
 use std::{fmt, net::SocketAddr, time::Duration};
 
@@ -61,15 +62,6 @@ pub enum ConfigError {
     /// envy could not read the environment.
     #[error("invalid configuration: {0}")]
     Env(#[from] envy::Error),
-}
-
-/// What to do with a stream whose event failed permanently (ROBSON_ON_POISON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnPoison {
-    /// Record a dead letter and hold the stream's later events.
-    Park,
-    /// Record a dead letter and go on with the stream's next event.
-    Skip,
 }
 
 /// Log line format on stderr (ROBSON_LOG_FORMAT).
@@ -173,7 +165,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub health_max_lag: Duration,
     pub health_max_lag_events: u64,
-    pub on_poison: OnPoison,
+    /// ROBSON_ON_POISON: the projector's own policy type.
+    pub on_poison: PoisonPolicy,
     /// `None` turns the admin endpoints off.
     pub admin_token: Option<Secret<String>>,
     /// `None` leaves `/streams` and `/wait` open (docs/http.md).
@@ -238,7 +231,7 @@ impl Config {
         let poll_ms = int(&raw.robson_poll_interval_ms, POLL_INTERVAL_MS)?;
         let shutdown_secs = int(&raw.robson_shutdown_timeout_secs, SHUTDOWN_TIMEOUT_SECS)?;
         let max_lag_secs = int(&raw.robson_health_max_lag_seconds, MAX_LAG_SECONDS)?;
-        let on_poison = [("park", OnPoison::Park), ("skip", OnPoison::Skip)];
+        let on_poison = [("park", PoisonPolicy::Park), ("skip", PoisonPolicy::Skip)];
         let log_format = [("text", LogFormat::Text), ("json", LogFormat::Json)];
         // The casts convert values range-checked to at most 10_000.
         Ok(Self {

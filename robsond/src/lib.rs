@@ -16,6 +16,7 @@ pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod partition;
+pub mod progress;
 pub mod replay;
 pub mod telemetry;
 pub mod text;

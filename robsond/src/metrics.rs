@@ -8,6 +8,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+use robson_projector::ErrorKind;
 
 /// Defines a closed set of label values with `ALL` (to create every series at
 /// startup) and `as_str` (the value written in /metrics).
@@ -32,12 +33,8 @@ label_set!(
     SkipReason { UnhandledType => "unhandled_type", AlreadyApplied => "already_applied", PoisonSkipped => "poison_skipped" }
 );
 label_set!(
-    /// The `error_kind` of a dead letter (SPEC §3.3).
-    DeadLetterKind { InvalidPayload => "invalid_payload", InvariantViolation => "invariant_violation" }
-);
-label_set!(
     /// A supervised actor kind.
-    Actor { Poller => "poller", Projector => "projector", Maintenance => "maintenance" }
+    Actor { Poller => "poller", Projector => "projector" }
 );
 label_set!(
     /// What woke the poller.
@@ -255,7 +252,7 @@ impl Metrics {
         for &reason in SkipReason::ALL {
             m.events_skipped(reason);
         }
-        for &kind in DeadLetterKind::ALL {
+        for &kind in ErrorKind::ALL {
             m.events_dead_lettered(kind);
         }
         for &actor in Actor::ALL {
@@ -282,7 +279,8 @@ impl Metrics {
         self.events_skipped.with_label_values(&[reason.as_str()])
     }
 
-    pub fn events_dead_lettered(&self, kind: DeadLetterKind) -> IntCounter {
+    /// By the dead letter's `error_kind` (SPEC §3.3), spelled as stored.
+    pub fn events_dead_lettered(&self, kind: ErrorKind) -> IntCounter {
         self.events_dead_lettered
             .with_label_values(&[kind.as_str()])
     }

@@ -1,6 +1,31 @@
 use super::*;
 use crate::rows::OrderStatus;
 use crate::rules::testing::*;
+use robson_eventlog::EventEnvelope;
+
+/// What the batch shell does per event (parse, then fold), for these tests.
+trait FoldEvent {
+    fn apply(&mut self, event: &EventEnvelope) -> Result<Applied, ProjectionError>;
+    fn rows_changed(&self) -> usize;
+}
+
+impl FoldEvent for Tables {
+    fn apply(&mut self, event: &EventEnvelope) -> Result<Applied, ProjectionError> {
+        match crate::rules::parse_event(event)? {
+            Some(command) => self.apply_command(&command, &Stamp::of(event)),
+            None => Ok(Applied::Unhandled),
+        }
+    }
+
+    fn rows_changed(&self) -> usize {
+        self.orders.changed.len()
+            + self.fills.len()
+            + self.positions.changed.len()
+            + self.balances.changed.len()
+            + self.risks.changed.len()
+            + self.strategies.changed.len()
+    }
+}
 
 fn submit_event(seq: i64) -> EventEnvelope {
     event(
@@ -145,7 +170,10 @@ fn unhandled_events_change_no_row() {
 fn keys_cover_the_row_each_command_targets() {
     let mut keys = Keys::default();
     let submit = submit_event(1);
-    let command = rules::parse_event(&submit).ok().flatten().expect("command");
+    let command = crate::rules::parse_event(&submit)
+        .ok()
+        .flatten()
+        .expect("command");
     keys.add(&command, TENANT);
     assert_eq!(keys.orders.iter().next(), Some(&order_key()));
 }

@@ -114,7 +114,14 @@ pub fn parse(
         "RISK_CHECK_FAILED" => Command::RiskChecked(account::RiskCheck::parse_failed(&fields)?),
         "RISK_CHECK_PASSED" => Command::RiskChecked(account::RiskCheck::parse_passed(&fields)?),
         "STRATEGY_ENABLED" => Command::StrategyEnabled(strategy::Enable::parse(&fields)?),
-        _ => Command::StrategyDisabled(strategy::Disable::parse(&fields)?),
+        "STRATEGY_DISABLED" => Command::StrategyDisabled(strategy::Disable::parse(&fields)?),
+        // A type in HANDLED_TYPES without an arm here; the test
+        // `every_handled_type_has_a_parser` keeps this unreachable.
+        other => {
+            return Err(ProjectionError::InvalidPayload(format!(
+                "{other} is handled but has no parser"
+            )))
+        }
     };
     Ok(Some(command))
 }

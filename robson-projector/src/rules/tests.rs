@@ -146,3 +146,17 @@ fn stamps_are_kept_in_microseconds() {
         ts("2024-03-01T08:00:00.123457Z")
     );
 }
+
+#[test]
+fn every_handled_type_has_a_parser() {
+    for name in HANDLED_TYPES {
+        // An empty payload is invalid for every type, but it must be the
+        // type's own parser that says so.
+        match parse(name, &json("{}"), TENANT) {
+            Err(ProjectionError::InvalidPayload(msg)) => {
+                assert!(!msg.contains("has no parser"), "{name}: {msg}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}

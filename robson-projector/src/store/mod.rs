@@ -42,15 +42,6 @@ impl PoisonPolicy {
             PoisonPolicy::Skip => "skip",
         }
     }
-
-    /// Parses `park` or `skip`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "park" => Some(PoisonPolicy::Park),
-            "skip" => Some(PoisonPolicy::Skip),
-            _ => None,
-        }
-    }
 }
 
 /// An event recorded in `projection_dead_letters` by a batch.

@@ -1,39 +1,32 @@
 //! Loading and storing the projection rows of a batch: one set-based SELECT
 //! per table for every row the batch touches, and one set-based write per
-//! table for the rows it changed. The per-table SQL is in the submodules.
-//!
-//! The loads are written `FROM UNNEST(keys) CROSS JOIN LATERAL (… WHERE key =
-//! k LIMIT 1)`, which plans as one primary-key probe per key whatever the
-//! table's statistics. The plain `JOIN UNNEST(…)` form was planned once per
-//! connection (a cached generic plan) while the table was still small — a
-//! hash join over a sequential scan — and kept that plan as the table grew
-//! during a catch-up from empty: a 22,000-row table scanned once per batch.
+//! table for the rows it changed. The statements are generated from the
+//! tables' declarations (`crate::rows`, see `crate::tables`).
 
-mod accounts;
-mod orders;
-mod positions;
-mod strategies;
+use std::collections::BTreeSet;
 
 use sqlx::PgConnection;
 
 use crate::fold::{Keys, Tables};
+use crate::rows::{BalanceRow, OrderRow, PositionRow, RiskRow, StrategyRow};
+use crate::tables::Projection;
 
 /// The existing rows under `keys`, as unchanged [`Tables`].
 pub async fn load(conn: &mut PgConnection, keys: &Keys) -> Result<Tables, sqlx::Error> {
     let mut tables = Tables::default();
-    for row in orders::load(conn, &keys.orders).await? {
+    for row in load_rows::<OrderRow>(conn, &keys.orders).await? {
         tables.orders.load(row.key(), row);
     }
-    for row in positions::load(conn, &keys.positions).await? {
+    for row in load_rows::<PositionRow>(conn, &keys.positions).await? {
         tables.positions.load(row.key(), row);
     }
-    for row in accounts::load_balances(conn, &keys.balances).await? {
+    for row in load_rows::<BalanceRow>(conn, &keys.balances).await? {
         tables.balances.load(row.key(), row);
     }
-    for row in accounts::load_risks(conn, &keys.risks).await? {
+    for row in load_rows::<RiskRow>(conn, &keys.risks).await? {
         tables.risks.load(row.key(), row);
     }
-    for row in strategies::load(conn, &keys.strategies).await? {
+    for row in load_rows::<StrategyRow>(conn, &keys.strategies).await? {
         tables.strategies.load(row.key(), row);
     }
     Ok(tables)
@@ -41,11 +34,40 @@ pub async fn load(conn: &mut PgConnection, keys: &Keys) -> Result<Tables, sqlx::
 
 /// Writes every changed row once, and inserts the new fills.
 pub async fn write(conn: &mut PgConnection, tables: &Tables) -> Result<(), sqlx::Error> {
-    orders::upsert(conn, &tables.orders.changed()).await?;
-    orders::insert_fills(conn, &tables.fills).await?;
-    positions::upsert(conn, &tables.positions.changed()).await?;
-    accounts::upsert_balances(conn, &tables.balances.changed()).await?;
-    accounts::upsert_risks(conn, &tables.risks.changed()).await?;
-    strategies::upsert(conn, &tables.strategies.changed()).await?;
+    write_rows(conn, &tables.orders.changed()).await?;
+    write_rows(conn, &tables.fills.iter().collect::<Vec<_>>()).await?;
+    write_rows(conn, &tables.positions.changed()).await?;
+    write_rows(conn, &tables.balances.changed()).await?;
+    write_rows(conn, &tables.risks.changed()).await?;
+    write_rows(conn, &tables.strategies.changed()).await?;
+    Ok(())
+}
+
+/// The rows of `R`'s table under `keys` that exist.
+async fn load_rows<R: Projection>(
+    conn: &mut PgConnection,
+    keys: &BTreeSet<R::Key>,
+) -> Result<Vec<R>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    R::bind_keys(keys, sqlx::query(R::load_sql()))
+        .try_map(|row| R::from_row(&row))
+        .fetch_all(conn)
+        .await
+}
+
+/// Inserts (or, for an upserted table, replaces) `rows`, each key at most
+/// once.
+async fn write_rows<R: Projection>(
+    conn: &mut PgConnection,
+    rows: &[&R],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    R::bind_rows(rows, sqlx::query(R::write_sql()))
+        .execute(conn)
+        .await?;
     Ok(())
 }

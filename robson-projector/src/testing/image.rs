@@ -6,44 +6,7 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-/// The tables and their SPEC §3.2 columns, in order.
-const TABLES: [(&str, &str); 6] = [
-    (
-        "orders_current",
-        "order_id tenant_id account_id position_id exchange_order_id client_order_id
-         exchange_trade_ids symbol side order_type quantity price stop_price filled_quantity
-         average_fill_price total_fee fee_asset status last_event_id last_seq created_at
-         updated_at filled_at",
-    ),
-    (
-        "fills",
-        "fill_id tenant_id account_id order_id exchange_order_id exchange_trade_id symbol side
-         fill_price fill_quantity fee fee_asset is_maker filled_at",
-    ),
-    (
-        "positions_current",
-        "position_id tenant_id account_id strategy_id symbol side entry_price entry_quantity
-         entry_filled_at technical_stop_price technical_stop_distance current_quantity
-         trailing_stop_price realized_pnl total_fees state entry_order_id exit_order_id
-         stop_loss_order_id last_event_id last_seq created_at updated_at closed_at",
-    ),
-    (
-        "balances_current",
-        "tenant_id account_id asset free locked total sampled_at last_event_id last_seq updated_at",
-    ),
-    (
-        "risk_state_current",
-        "tenant_id account_id strategy_id total_exposure max_exposure daily_pnl daily_loss_limit
-         drawdown max_drawdown is_violated violation_reason violated_at calculated_at
-         last_event_id last_seq updated_at",
-    ),
-    (
-        "strategy_state_current",
-        "strategy_id tenant_id account_id strategy_name strategy_type detector_config risk_config
-         is_enabled enabled_at disabled_at disabled_reason last_event_id last_seq created_at
-         updated_at",
-    ),
-];
+use crate::tables::READ_MODELS;
 
 /// The JSON expression of one column, chosen by its SQL type; the columns
 /// holding an event id become `stream_key#seq`.
@@ -52,7 +15,7 @@ fn expression(column: &str, data_type: &str) -> String {
         ("last_event_id" | "fill_id", _) => format!(
             "to_jsonb((SELECT k.stream_key || '#' || k.seq FROM event_log_keys k WHERE k.event_id = {column}))"
         ),
-        (_, "numeric") => format!("to_jsonb({column}::text)"),
+        (_, t) if t.starts_with("numeric") => format!("to_jsonb({column}::text)"),
         (_, "timestamp with time zone") => format!(
             "to_jsonb(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
         ),
@@ -63,28 +26,15 @@ fn expression(column: &str, data_type: &str) -> String {
 /// The rows of every projection table, each table sorted canonically.
 pub async fn tables(pool: &PgPool) -> Value {
     let mut out = serde_json::Map::new();
-    for (table, columns) in TABLES {
-        let types: Vec<(String, String)> = sqlx::query_as(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = $1",
-        )
-        .bind(table)
-        .fetch_all(pool)
-        .await
-        .expect("read column types");
-        let pairs: Vec<String> = columns
-            .split_whitespace()
-            .map(|name| {
-                let data_type = types
-                    .iter()
-                    .find(|(c, _)| c == name)
-                    .map_or("", |(_, t)| t.as_str());
-                format!("'{name}', {}", expression(name, data_type))
-            })
+    for spec in READ_MODELS {
+        let pairs: Vec<String> = spec
+            .columns
+            .iter()
+            .filter(|c| c.in_spec)
+            .map(|c| format!("'{}', {}", c.name, expression(c.name, c.sql_type)))
             .collect();
-        let sql = format!(
-            "SELECT jsonb_build_object({}) FROM {table}",
-            pairs.join(", ")
-        );
+        let (table, pairs) = (spec.name, pairs.join(", "));
+        let sql = format!("SELECT jsonb_build_object({pairs}) FROM {table}");
         let rows: Vec<Value> = sqlx::query_scalar(&sql)
             .fetch_all(pool)
             .await
@@ -140,7 +90,7 @@ pub async fn state(pool: &PgPool) -> Value {
 
 /// The first difference between two table sets, for readable failures.
 pub fn first_difference(actual: &Value, expected: &Value) -> Option<String> {
-    for (table, _) in TABLES {
+    for table in READ_MODELS.iter().map(|t| t.name) {
         let (a, e) = (&actual[table], &expected[table]);
         if a == e {
             continue;

@@ -11,3 +11,4 @@ mod classify;
 mod fixture;
 mod operator;
 mod properties;
+mod schema;

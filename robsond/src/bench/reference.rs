@@ -10,28 +10,15 @@
 use std::time::Instant;
 
 use robson_eventlog::Position;
+use robson_projector::tables::READ_MODELS;
 use robson_projector::PoisonPolicy;
 use sqlx::{Connection, PgConnection, PgPool};
-
-/// The projection tables and the columns that key them.
-const TABLES: [&str; 6] = [
-    "orders_current",
-    "fills",
-    "positions_current",
-    "balances_current",
-    "risk_state_current",
-    "strategy_state_current",
-];
 
 const ROWS_PER_TRANSACTION: usize = 500;
 
 /// A scratch schema holding empty copies of the projection tables.
 async fn scratch(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
-    let ddl = robson_eventlog::MIGRATIONS
-        .iter()
-        .find(|m| m.name.starts_with("003_"))
-        .map(|m| m.sql)
-        .ok_or_else(|| anyhow::anyhow!("migration 003 is missing"))?;
+    let ddl = robson_projector::tables::DDL;
     sqlx::raw_sql(&format!(
         "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
          SET search_path = {schema}, public; {ddl}"
@@ -86,7 +73,7 @@ pub async fn set_based_limit(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     let mut conn = pool.acquire().await?.detach();
     let mut chunks: Vec<(&str, String)> = Vec::new();
     let mut rows = 0u64;
-    for table in TABLES {
+    for table in READ_MODELS.iter().map(|t| t.name) {
         let all: Vec<String> =
             sqlx::query_scalar(&format!("SELECT to_jsonb(t)::text FROM public.{table} t"))
                 .fetch_all(&mut conn)

@@ -6,7 +6,7 @@
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Config, DatabaseConfig, OnPoison};
+use crate::config::{Config, DatabaseConfig};
 use crate::replay::rebuild::{rebuild, RebuildOptions};
 
 /// `from_snapshot`: None = from the log; Some(None) = the latest snapshot;
@@ -20,7 +20,7 @@ pub async fn run(
     let options = RebuildOptions {
         from_snapshot: from_snapshot.is_some(),
         snapshot_id: from_snapshot.flatten(),
-        policy: policy(config.on_poison),
+        policy: config.on_poison,
         batch_size: config.batch_size,
     };
     let bar = replay_bar();
@@ -57,14 +57,6 @@ pub async fn run(
         rebuilt.events_during_swap
     );
     Ok(())
-}
-
-/// The daemon's poison policy as the projector's.
-pub(crate) fn policy(on_poison: OnPoison) -> robson_projector::PoisonPolicy {
-    match on_poison {
-        OnPoison::Park => robson_projector::PoisonPolicy::Park,
-        OnPoison::Skip => robson_projector::PoisonPolicy::Skip,
-    }
 }
 
 /// A progress bar of events on stderr, hidden when it is not a terminal.

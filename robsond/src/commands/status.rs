@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::DatabaseConfig;
-use crate::daemon::{checkpoint, monitor, ownership};
+use crate::daemon::ownership;
+use crate::progress::{checkpoint, lag as monitor};
 use crate::text::count;
 
 /// How positions read, for the output and `--help`.

@@ -6,14 +6,14 @@
 
 use anyhow::Context as _;
 
-use super::rebuild::{policy, replay_bar};
+use super::rebuild::replay_bar;
 use crate::config::{Config, DatabaseConfig};
 use crate::replay::verify::{verify, VerifyOptions};
 
 pub async fn run(db: &DatabaseConfig) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let options = VerifyOptions {
-        policy: policy(config.on_poison),
+        policy: config.on_poison,
         batch_size: config.batch_size,
     };
     let bar = replay_bar();

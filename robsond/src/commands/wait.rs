@@ -12,7 +12,8 @@ use anyhow::Context as _;
 
 use crate::cli::WaitArgs;
 use crate::config::DatabaseConfig;
-use crate::daemon::waiters::{progress_of, Progress};
+use crate::daemon::waiters::Progress;
+use crate::progress::streams;
 use crate::{exit, ExitWith};
 
 const EVERY: Duration = Duration::from_millis(50);
@@ -23,7 +24,7 @@ pub async fn run(db: &DatabaseConfig, args: WaitArgs) -> anyhow::Result<()> {
     let keys = [args.stream.clone()];
     let mut last_seq = None;
     loop {
-        let row = progress_of(&pool, &keys)
+        let row = streams::positions(&pool, &keys)
             .await
             .context("Failed to read the stream's progress (has `robsond migrate` been run?)")?
             .into_iter()

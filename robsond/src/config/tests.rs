@@ -37,7 +37,7 @@ fn defaults_apply_when_only_database_url_is_set() {
     );
     assert_eq!(
         (c.on_poison, c.log_format, c.log_filter.as_str()),
-        (OnPoison::Park, LogFormat::Text, "info")
+        (PoisonPolicy::Park, LogFormat::Text, "info")
     );
     assert!(c.admin_token.is_none());
     assert!(c.instance_id.ends_with(&format!("-{}", std::process::id())));
@@ -201,7 +201,7 @@ fn words_and_addresses_accept_only_their_values() {
     let c = config(&set).expect("valid");
     assert_eq!(
         (c.on_poison, c.log_format, c.http_addr.port()),
-        (OnPoison::Skip, LogFormat::Json, 80)
+        (PoisonPolicy::Skip, LogFormat::Json, 80)
     );
 }
 

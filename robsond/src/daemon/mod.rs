@@ -5,7 +5,6 @@
 //! read-your-writes waiters. Business rules live in `robson-projector`;
 //! these actors own mailboxes, a little state and the wiring.
 
-pub mod checkpoint;
 pub mod lifecycle;
 pub mod monitor;
 pub mod ownership;

@@ -148,10 +148,10 @@ impl Ownership {
     /// layout becomes Q and every instance re-creates its projectors once.
     pub async fn settle_layout(&mut self) -> Result<Layout, sqlx::Error> {
         let mut tx = self.conn.begin().await?;
-        super::checkpoint::lock_layout(&mut tx).await?;
-        let mut stored = super::checkpoint::stored_layout(&mut tx).await?;
+        crate::progress::checkpoint::lock_layout(&mut tx).await?;
+        let mut stored = crate::progress::checkpoint::stored_layout(&mut tx).await?;
         if stored.is_none() {
-            super::checkpoint::reshape(&mut tx, self.configured).await?;
+            crate::progress::checkpoint::reshape(&mut tx, self.configured).await?;
             stored = Some(self.configured);
         }
         let mut layout = stored.unwrap_or(self.configured);
@@ -161,7 +161,7 @@ impl Ownership {
                 configured = self.configured,
                 "No live instance is configured with the stored partition layout: replacing it."
             );
-            super::checkpoint::reshape(&mut tx, self.configured).await?;
+            crate::progress::checkpoint::reshape(&mut tx, self.configured).await?;
             layout = self.configured;
         }
         tx.commit().await?;

@@ -18,10 +18,10 @@ use robson_projector::{BatchOutcome, PoisonPolicy};
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use super::checkpoint::{self, SaveError};
-use super::retry::{self, Backoff, Failure};
+use super::retry::{self, Backoff, Failure, Retry};
 use super::state::DaemonState;
-use crate::metrics::{Actor as MetricActor, DeadLetterKind, Metrics, SkipReason};
+use crate::metrics::{Actor as MetricActor, Metrics, SkipReason};
+use crate::progress::checkpoint::{self, SaveError};
 
 /// Batches waiting in a projector's mailbox beyond the one in progress.
 pub const MAILBOX_CAPACITY: usize = 2;
@@ -334,7 +334,7 @@ async fn project_batch(
         first = %events.first().map_or(upto, |e| e.position()),
         last = %upto,
     );
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Transient database error");
     loop {
         let started = Instant::now();
         let attempt = async {
@@ -367,14 +367,14 @@ async fn project_batch(
                 setup.state.set_database_up(true);
                 return Ok(());
             }
-            Err(err) => backoff.handle(setup, err).await?,
+            Err(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }
 
 /// Applies a resumed stream's waiting events, chunk by chunk.
 async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failure> {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Transient database error");
     loop {
         let started = Instant::now();
         let attempt = async {
@@ -405,7 +405,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
                     return Ok(());
                 }
             }
-            Err(err) => backoff.handle(setup, err).await?,
+            Err(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }
@@ -506,8 +506,7 @@ fn record(
         // Rows written, not attempts: a retried event that fails again
         // updates its row (attempts + 1) and is not counted twice.
         if dl.new_row {
-            m.events_dead_lettered(dead_letter_kind(dl.error_kind))
-                .inc();
+            m.events_dead_lettered(dl.error_kind).inc();
             tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "Dead-lettered an event.");
         } else {
             tracing::warn!(stream = %dl.stream_key, seq = dl.seq, error = %dl.error, kind = dl.error_kind.as_str(), "A retried event failed again; its dead letter's attempts grew.");
@@ -529,11 +528,4 @@ fn record(
     }
     m.batch_duration_seconds.observe(took.as_secs_f64());
     m.batch_size.observe(size as f64);
-}
-
-fn dead_letter_kind(kind: robson_projector::ErrorKind) -> DeadLetterKind {
-    match kind {
-        robson_projector::ErrorKind::InvalidPayload => DeadLetterKind::InvalidPayload,
-        robson_projector::ErrorKind::InvariantViolation => DeadLetterKind::InvariantViolation,
-    }
 }

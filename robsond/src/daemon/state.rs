@@ -68,10 +68,10 @@ pub struct LagSample {
     /// indexed by partition; empty before the checkpoints exist.
     pub checkpoints: Vec<i64>,
     /// How long committed events have waited behind an open transaction
-    /// (0 when none does); see [`super::monitor::sample`].
+    /// (0 when none does); see [`crate::progress::lag::sample`].
     pub read_blocked_seconds: f64,
     /// The transaction holding reading back, once it has for over
-    /// [`super::monitor::BLOCKED_AFTER`].
+    /// [`crate::progress::lag::BLOCKED_AFTER`].
     pub blocked_by: Option<Blocker>,
 }
 

@@ -19,7 +19,6 @@ use robson_eventlog::Position;
 use robson_projector::PoisonPolicy;
 use sqlx::PgPool;
 
-use super::checkpoint;
 use super::lifecycle::configured_partitions;
 use super::monitor::Monitor;
 use super::ownership::{Layout, Ownership};
@@ -29,6 +28,7 @@ use super::state::DaemonState;
 use crate::config::Secret;
 use crate::metrics::DbErrorKind;
 use crate::metrics::Metrics;
+use crate::progress::checkpoint;
 
 /// How often ownership is rebalanced (takeover happens within about this).
 pub const REBALANCE_EVERY: Duration = Duration::from_secs(1);

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
+use super::retry::count_db_error;
 use super::state::{DaemonState, LagSample};
-use crate::metrics::{CoverageTable, DbErrorKind, Metrics};
+use crate::metrics::{CoverageTable, Metrics};
 
 /// A sample is reused while younger than this; with the time a sample
 /// takes, every answer is at most ~250 ms old (SPEC §4.4).
@@ -77,9 +78,10 @@ impl LagView {
         let task = tokio::spawn(async move {
             let _flight = guard;
             let started = Instant::now();
-            let result = tokio::time::timeout(SAMPLE_TIMEOUT, super::monitor::sample(&this.pool))
-                .await
-                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+            let result =
+                tokio::time::timeout(SAMPLE_TIMEOUT, crate::progress::lag::sample(&this.pool))
+                    .await
+                    .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
             let ok = result.is_ok();
             // Published before it counts as fresh, so that a fresh time
             // always goes with the sample it describes.
@@ -129,7 +131,7 @@ impl LagView {
             }
             Err(_) if self.state.shutting_down.load(Ordering::Relaxed) => {}
             Err(err) => {
-                m.db_errors(DbErrorKind::Transient).inc();
+                count_db_error(m, &err);
                 // Before the schema exists (start-up) this fails every time:
                 // not worth a warning per request.
                 if self.state.started.load(Ordering::Relaxed) {

@@ -334,7 +334,7 @@ pub async fn run_lookups(waiters: Arc<Waiters>, pool: PgPool) {
         if keys.is_empty() {
             continue;
         }
-        match progress_of(&pool, &keys).await {
+        match crate::progress::streams::positions(&pool, &keys).await {
             Ok(rows) => {
                 for (key, last_seq, parked_seq) in rows {
                     waiters.progressed(&key, last_seq, parked_seq);
@@ -343,20 +343,6 @@ pub async fn run_lookups(waiters: Arc<Waiters>, pool: PgPool) {
             Err(err) => tracing::debug!(error = %err, "Could not look up waited streams."),
         }
     }
-}
-
-/// `(stream_key, last_seq, parked_seq)` of the given streams that have progress.
-pub async fn progress_of(
-    pool: &PgPool,
-    keys: &[String],
-) -> Result<Vec<(String, i64, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT stream_key, last_seq, parked_seq FROM projection_stream_progress
-          WHERE stream_key = ANY($1)",
-    )
-    .bind(keys)
-    .fetch_all(pool)
-    .await
 }
 
 #[cfg(test)]

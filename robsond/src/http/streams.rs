@@ -2,10 +2,11 @@
 //! Bad parameters are 400 (see `error`), checked before any query runs.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::{self, ApiError};
 use super::HttpContext;
+use crate::progress::streams::page;
 
 /// `?after=KEY&limit=N`, as `/streams` and `/console/parked` take it.
 #[derive(Debug, Deserialize)]
@@ -42,36 +43,7 @@ pub fn next_after<T>(items: &[T], limit: i64, key: impl Fn(&T) -> &str) -> Optio
     }
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct StreamProgress {
-    pub stream_key: String,
-    pub last_seq: i64,
-    pub head_seq: i64,
-    pub parked: bool,
-}
-
 pub const MAX_PAGE: i64 = 1000;
-
-/// One page of streams in key order.
-pub async fn page(
-    pool: &sqlx::PgPool,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<StreamProgress>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.stream_key, coalesce(p.last_seq, 0) AS last_seq, s.last_seq AS head_seq,
-                (p.parked_seq IS NOT NULL) AS parked
-           FROM event_streams s
-           LEFT JOIN projection_stream_progress p USING (stream_key)
-          WHERE s.last_seq > 0 AND ($1::text IS NULL OR s.stream_key > $1)
-          ORDER BY s.stream_key
-          LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
 
 /// `after` is a stream key (empty or absent: from the first stream); `limit`
 /// 1 to 1000, 100 when absent.

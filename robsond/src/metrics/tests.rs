@@ -37,7 +37,7 @@ fn every_series_exists_right_after_startup() {
         "robson_projection_checkpoint{partition=\"0\"} 0",
         "robson_events_skipped_total{reason=\"poison_skipped\"} 0",
         "robson_events_dead_lettered_total{error_kind=\"invariant_violation\"} 0",
-        "robson_actor_restarts_total{actor=\"maintenance\"} 0",
+        "robson_actor_restarts_total{actor=\"poller\"} 0",
         "robson_poller_wakeups_total{source=\"notify\"} 0",
         "robson_db_errors_total{kind=\"transient\"} 0",
         "robson_partition_coverage_months{table=\"snapshots\"} 0",
@@ -80,7 +80,8 @@ fn event_totals_sum_every_label_value() {
     m.events_applied(2).inc_by(7);
     m.events_skipped(SkipReason::UnhandledType).inc();
     m.events_skipped(SkipReason::PoisonSkipped).inc_by(2);
-    m.events_dead_lettered(DeadLetterKind::InvalidPayload).inc();
+    m.events_dead_lettered(robson_projector::ErrorKind::InvalidPayload)
+        .inc();
     assert_eq!(
         m.event_totals(),
         EventTotals {

@@ -8,12 +8,12 @@
 //! Instances starting together are serialised by an advisory lock, and the
 //! emptiness is checked again with the tables locked, so only one restores.
 
-use robson_eventlog::Position;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::snapshot::{self, SnapshotInfo};
-use super::PROJECTION_TABLES;
-use crate::daemon::retry::Backoff;
+use super::tables;
+use crate::daemon::retry::Retry;
+use crate::progress::checkpoint;
 
 /// Serialises bootstrapping instances.
 const BOOTSTRAP_LOCK: i64 = 0x726f_6273_6f6e_0004;
@@ -21,7 +21,7 @@ const BOOTSTRAP_LOCK: i64 = 0x726f_6273_6f6e_0004;
 /// Bootstraps from the latest snapshot if the projection is empty; retries
 /// while the database is unreachable, like the rest of the daemon's start.
 pub async fn run(pool: &PgPool, partitions: usize) -> anyhow::Result<Option<SnapshotInfo>> {
-    let mut backoff = Backoff::default();
+    let mut retry = Retry::new("Could not check for a snapshot to bootstrap from");
     loop {
         match bootstrap(pool, partitions).await {
             Ok(None) => return Ok(None),
@@ -37,16 +37,11 @@ pub async fn run(pool: &PgPool, partitions: usize) -> anyhow::Result<Option<Snap
                 );
                 return Ok(Some(snap));
             }
-            Err(err)
-                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
-            {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Could not check for a snapshot to bootstrap from; retrying.");
-                tokio::time::sleep(delay).await;
-            }
             Err(err) => {
-                return Err(anyhow::Error::new(err)
-                    .context("Failed to bootstrap the projection from a snapshot"))
+                if let Err(gave_up) = retry.after(err, std::future::pending()).await {
+                    return Err(anyhow::Error::new(gave_up.into_error())
+                        .context("Failed to bootstrap the projection from a snapshot"));
+                }
             }
         }
     }
@@ -69,7 +64,7 @@ pub async fn bootstrap(
     let Some(snap) = snapshot::latest(&mut *tx).await? else {
         return Ok(None);
     };
-    let tables: Vec<&str> = PROJECTION_TABLES.iter().map(|t| t.name).collect();
+    let tables: Vec<&str> = tables::ALL.iter().map(|t| t.name).collect();
     let lock = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
     sqlx::query(&lock).execute(&mut *tx).await?;
     if !projection_is_empty(&mut tx).await? {
@@ -81,14 +76,14 @@ pub async fn bootstrap(
         .execute(&mut *tx)
         .await?;
     snapshot::restore(&mut tx, snap.snapshot_id).await?;
-    reset_checkpoints(&mut tx, partitions, snap.position).await?;
+    checkpoint::reset(&mut tx, partitions, snap.position).await?;
     tx.commit().await?;
     Ok(Some(snap))
 }
 
 /// No per-stream progress and no row in any of the six read models.
 async fn projection_is_empty(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    let probes: Vec<String> = PROJECTION_TABLES
+    let probes: Vec<String> = tables::ALL
         .iter()
         .filter(|t| t.name != "projection_dead_letters")
         .map(|t| format!("NOT EXISTS (SELECT 1 FROM {})", t.name))
@@ -96,27 +91,4 @@ async fn projection_is_empty(conn: &mut PgConnection) -> Result<bool, sqlx::Erro
     sqlx::query_scalar(&format!("SELECT {}", probes.join(" AND ")))
         .fetch_one(conn)
         .await
-}
-
-/// One checkpoint row per partition, all at `position`.
-async fn reset_checkpoints(
-    conn: &mut PgConnection,
-    partitions: usize,
-    position: Position,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM projection_checkpoints")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        r#"
-        INSERT INTO projection_checkpoints (partition, partition_count, tx_id, global_position)
-        SELECT p, $1, $2, $3 FROM generate_series(0, $1 - 1) AS p
-        "#,
-    )
-    .bind(partitions as i32)
-    .bind(position.tx_id)
-    .bind(position.global_position)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -1,7 +1,8 @@
 //! Comparing the live projection with a shadow (`verify`): the six read
 //! models column by column, per-stream progress (`last_seq`, `parked_seq`)
 //! and the dead letters that decide state (`event_id`, `error_kind`,
-//! `resolution`; a `retried` one is history, not state). Both ways with
+//! `resolution`; a `retried` one is history, not state), each table's
+//! columns as declared in `robson_projector::tables`. Both ways with
 //! `EXCEPT`, then paired by key so that each differing row is reported once
 //! with the columns that differ.
 
@@ -12,7 +13,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::schema::quote_ident;
-use super::{read_models, ProjectionTable, PROJECTION_TABLES};
+use super::tables::{self, TableSpec};
 
 /// Differing rows fetched per table at most (a drift report, not a dump).
 const MAX_ROWS_PER_TABLE: i64 = 1000;
@@ -85,39 +86,20 @@ pub(super) async fn compare(
     live: &str,
 ) -> Result<DriftReport, sqlx::Error> {
     let mut report = DriftReport::default();
-    for table in read_models() {
-        let columns = live_columns(conn, live, table.name).await?;
+    for table in tables::READ_MODELS {
+        let columns: Vec<String> = table.column_names().map(quote_ident).collect();
         diff(conn, live, table, &columns, "true", &mut report).await?;
     }
-    let [progress, dead_letters, ..] = PROJECTION_TABLES;
+    let (progress, dead_letters) = (&tables::PROGRESS, &tables::DEAD_LETTERS);
     let cols = |names: &[&str]| names.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
     // A stream with nothing applied and not parked is the same as no row.
     let filter = "last_seq > 0 OR parked_seq IS NOT NULL";
     let columns = cols(&["stream_key", "last_seq", "parked_seq"]);
-    diff(conn, live, &progress, &columns, filter, &mut report).await?;
+    diff(conn, live, progress, &columns, filter, &mut report).await?;
     let filter = "resolution IS DISTINCT FROM 'retried'";
     let columns = cols(&["event_id", "stream_key", "seq", "error_kind", "resolution"]);
-    diff(conn, live, &dead_letters, &columns, filter, &mut report).await?;
+    diff(conn, live, dead_letters, &columns, filter, &mut report).await?;
     Ok(report)
-}
-
-/// The live table's columns, quoted, in table order.
-async fn live_columns(
-    conn: &mut PgConnection,
-    live: &str,
-    table: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    let names: Vec<String> = sqlx::query_scalar(
-        r#"
-        SELECT attname::text FROM pg_attribute
-         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
-         ORDER BY attnum
-        "#,
-    )
-    .bind(format!("{live}.{table}"))
-    .fetch_all(conn)
-    .await?;
-    Ok(names.iter().map(|n| quote_ident(n)).collect())
 }
 
 /// Adds the rows of `table` (restricted to `filter`) that differ between
@@ -125,7 +107,7 @@ async fn live_columns(
 async fn diff(
     conn: &mut PgConnection,
     live: &str,
-    table: &ProjectionTable,
+    table: &TableSpec,
     columns: &[String],
     filter: &str,
     report: &mut DriftReport,

@@ -9,7 +9,7 @@
 
 use sqlx::PgConnection;
 
-use super::PROJECTION_TABLES;
+use super::tables;
 
 /// Copies the live history, owner and privileges into the shadow `schema`
 /// (both names quoted).
@@ -41,7 +41,7 @@ pub(super) async fn carry_over(
         "#
     );
     sqlx::raw_sql(&sql).execute(&mut *conn).await?;
-    for t in PROJECTION_TABLES {
+    for t in tables::ALL {
         for statement in access_statements(conn, live, schema, t.name).await? {
             sqlx::raw_sql(&statement).execute(&mut *conn).await?;
         }

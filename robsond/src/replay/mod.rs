@@ -32,45 +32,12 @@ pub mod verify;
 pub use compare::{Difference, DriftReport};
 pub use project::ReplayCounts;
 
-/// A table the projector writes: what a rebuild recreates, a snapshot holds
-/// and verify compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProjectionTable {
-    pub name: &'static str,
-    /// The columns that identify a row (the primary or unique key).
-    pub key: &'static [&'static str],
-}
-
-const fn table(name: &'static str, key: &'static [&'static str]) -> ProjectionTable {
-    ProjectionTable { name, key }
-}
-
-/// Every table of `migrations/003_projections.sql`, in the order they are
-/// locked: `projection_stream_progress` first, because every projector
-/// transaction touches it first, so taking it first cannot deadlock with one.
-pub const PROJECTION_TABLES: [ProjectionTable; 8] = [
-    table("projection_stream_progress", &["stream_key"]),
-    table("projection_dead_letters", &["event_id"]),
-    table("orders_current", &["tenant_id", "order_id"]),
-    table("fills", &["tenant_id", "fill_id"]),
-    table("positions_current", &["tenant_id", "position_id"]),
-    table("balances_current", &["tenant_id", "account_id", "asset"]),
-    table(
-        "risk_state_current",
-        &["tenant_id", "account_id", "strategy_id"],
-    ),
-    table("strategy_state_current", &["tenant_id", "strategy_id"]),
-];
-
-/// The six read models of SPEC §3.2 (compared column by column by verify).
-pub fn read_models() -> &'static [ProjectionTable] {
-    &PROJECTION_TABLES[2..]
-}
+use robson_projector::tables;
 
 /// The projection tables as a comma-separated list qualified by `schema`
 /// (already quoted), in lock order.
 fn qualified_list(schema: &str) -> String {
-    PROJECTION_TABLES
+    tables::ALL
         .iter()
         .map(|t| format!("{schema}.{}", t.name))
         .collect::<Vec<_>>()
@@ -124,11 +91,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_is_locked_first_and_lists_are_qualified() {
-        assert_eq!(PROJECTION_TABLES[0].name, "projection_stream_progress");
+    fn lists_are_qualified_in_lock_order() {
         let list = qualified_list("\"public\"");
         assert!(list.starts_with("\"public\".projection_stream_progress, "));
         assert_eq!(list.matches("\"public\".").count(), 8);
-        assert_eq!(read_models().len(), 6);
     }
 }

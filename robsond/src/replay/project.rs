@@ -8,11 +8,11 @@ use std::collections::HashSet;
 
 use indicatif::ProgressBar;
 use robson_eventlog::{read_committed, EventEnvelope, Position};
-use robson_projector::{apply_batch, BatchOutcome, ErrorClass, PoisonPolicy};
+use robson_projector::{apply_batch, BatchOutcome, PoisonPolicy};
 use sqlx::{Connection, PgConnection};
 
 use super::{decisions, ReplayError};
-use crate::daemon::retry::Backoff;
+use crate::daemon::retry::Retry;
 
 /// Attempts at a batch that fails transiently before the replay gives up.
 const MAX_BATCH_ATTEMPTS: u32 = 5;
@@ -101,22 +101,19 @@ impl<'a> Replayer<'a> {
         conn: &mut PgConnection,
         events: &[EventEnvelope],
     ) -> Result<BatchOutcome, ReplayError> {
-        let mut backoff = Backoff::default();
-        let mut attempts = 0;
+        let attempts = if conn.is_in_transaction() {
+            1
+        } else {
+            MAX_BATCH_ATTEMPTS
+        };
+        let mut retry = Retry::new("Transient failure replaying a batch").at_most(attempts);
         loop {
-            attempts += 1;
             match apply_batch(&mut *conn, events, self.policy).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(err)
-                    if err.class() == ErrorClass::Transient
-                        && !conn.is_in_transaction()
-                        && attempts < MAX_BATCH_ATTEMPTS =>
-                {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Transient failure replaying a batch; retrying.");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(err) => return Err(err.into()),
+                Err(err) => retry
+                    .after(err, std::future::pending())
+                    .await
+                    .map_err(|gave_up| gave_up.into_error())?,
             }
         }
     }

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use robson_eventlog::Position;
-use robson_projector::{PoisonPolicy, ProjectionError};
+use robson_projector::{contention, Contention, PoisonPolicy, ProjectionError};
 use sqlx::{Connection, PgConnection};
 
 use super::bounded::catch_up_to_live;
 use super::project::{count_after, read_log, ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, REBUILD_SCHEMA};
 use super::snapshot::{self, SnapshotInfo};
-use super::{decisions, history, qualified_list, ReplayError, PROJECTION_TABLES};
+use super::{decisions, history, qualified_list, tables, ReplayError};
 
 /// How long one swap attempt waits for the live tables' locks; meanwhile
 /// the daemon's transactions queue behind the request.
@@ -131,7 +131,10 @@ async fn build_and_swap(
                 tracing::warn!(attempt, error = %err, "Swap attempt failed; catching up and trying again.");
                 attempt += 1;
             }
-            Err(err) if sqlstate(&err).as_deref() == Some("55P03") => {
+            Err(err)
+                if database_error(&err).and_then(contention)
+                    == Some(Contention::LockNotAvailable) =>
+            {
                 return Err(ReplayError::LockTimeout {
                     attempts: SWAP_ATTEMPTS,
                     timeout_secs: LOCK_TIMEOUT.as_secs(),
@@ -166,7 +169,7 @@ async fn swap(
     catch_up_to_live(&mut tx, replayer, Until::Empty).await?;
     history::carry_over(&mut tx, live, schema).await?;
     let mut ddl = format!("DROP TABLE {};\n", qualified_list(live));
-    for t in PROJECTION_TABLES {
+    for t in tables::ALL {
         ddl.push_str(&format!(
             "ALTER TABLE {schema}.{} SET SCHEMA {live};\n",
             t.name
@@ -206,16 +209,14 @@ async fn catch_up_unlocked(
 fn is_contention(err: &ReplayError) -> bool {
     match err {
         ReplayError::Projection(ProjectionError::ConcurrentApplier { .. }) => true,
-        _ => sqlstate(err).is_some_and(|code| ["55P03", "40P01", "40001"].contains(&code.as_str())),
+        _ => database_error(err).and_then(contention).is_some(),
     }
 }
 
-fn sqlstate(err: &ReplayError) -> Option<String> {
+/// The database error behind `err`, if any.
+fn database_error(err: &ReplayError) -> Option<&sqlx::Error> {
     match err {
-        ReplayError::Database(e) | ReplayError::Projection(ProjectionError::Database(e)) => e
-            .as_database_error()
-            .and_then(|d| d.code())
-            .map(|code| code.into_owned()),
+        ReplayError::Database(e) | ReplayError::Projection(ProjectionError::Database(e)) => Some(e),
         _ => None,
     }
 }

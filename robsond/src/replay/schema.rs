@@ -19,8 +19,6 @@ pub const VERIFY_SCHEMA: &str = "robson_verify";
 
 /// Session advisory lock held by a rebuild or verify (one per database).
 const REPLAY_LOCK: i64 = 0x726f_6273_6f6e_0003;
-/// The migration that holds exactly the tables a rebuild recreates.
-const PROJECTIONS_MIGRATION: &str = "003_projections.sql";
 
 /// A schema name of 1-63 characters of `a-z`, `0-9` and `_`, not starting
 /// with a digit.
@@ -96,10 +94,6 @@ impl Shadow {
         if live == schema.as_str() {
             return Err(ReplayError::InvalidSchemaName(live));
         }
-        let ddl = robson_eventlog::MIGRATIONS
-            .iter()
-            .find(|m| m.name == PROJECTIONS_MIGRATION)
-            .ok_or(ReplayError::NotMigrated)?;
         let q = schema.quoted();
         sqlx::raw_sql(&format!(
             "DROP SCHEMA IF EXISTS {q} CASCADE; CREATE SCHEMA {q};"
@@ -119,7 +113,9 @@ impl Shadow {
             .bind(&path)
             .execute(&mut conn)
             .await?;
-        sqlx::raw_sql(ddl.sql).execute(&mut conn).await?;
+        sqlx::raw_sql(robson_projector::tables::DDL)
+            .execute(&mut conn)
+            .await?;
         Ok(Shadow {
             conn,
             schema,

@@ -19,7 +19,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::PROJECTION_TABLES;
+use super::tables;
 
 /// A stored snapshot, without its image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -62,7 +62,7 @@ pub async fn take(pool: &PgPool, retain: Option<u32>) -> Result<(SnapshotInfo, u
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
         .await?;
-    for t in PROJECTION_TABLES {
+    for t in tables::ALL {
         let sql = format!(
             r#"
             INSERT INTO snapshot_parts (snapshot_id, table_name, part, rows)
@@ -95,7 +95,7 @@ pub async fn take(pool: &PgPool, retain: Option<u32>) -> Result<(SnapshotInfo, u
         "#,
     )
     .bind(id)
-    .bind(PROJECTION_TABLES.iter().map(|t| t.name).collect::<Vec<_>>())
+    .bind(tables::ALL.iter().map(|t| t.name).collect::<Vec<_>>())
     .fetch_one(&mut *tx)
     .await?;
     let pruned = match retain {
@@ -179,7 +179,7 @@ pub async fn find<'c>(
 /// the restored ids.
 pub async fn restore(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    for t in PROJECTION_TABLES {
+    for t in tables::ALL {
         let sql = format!(
             r#"
             INSERT INTO {0}

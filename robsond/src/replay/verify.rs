@@ -20,7 +20,7 @@ use super::bounded::{catch_up_to_live, project_to_live};
 use super::compare::{compare, DriftReport};
 use super::project::{ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, VERIFY_SCHEMA};
-use super::{ReplayError, PROJECTION_TABLES};
+use super::{tables, ReplayError};
 
 /// How to project the scratch schema.
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +85,7 @@ async fn project_and_compare(
     // would let through to wait on a table locked here while holding rows
     // this lock then waits for: a deadlock. Taken first, it waits for the
     // batches in flight and holds the next ones at their first statement.
-    let [progress, rest @ ..] = PROJECTION_TABLES;
+    let [progress, rest @ ..] = tables::ALL;
     let rest: Vec<String> = rest.iter().map(|t| format!("{live}.{}", t.name)).collect();
     let lock = format!(
         "LOCK TABLE {live}.{} IN EXCLUSIVE MODE; LOCK TABLE {} IN SHARE MODE",

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robson_eventlog::{append_batch, Event};
+use robson_projector::tables::{self, READ_MODELS};
 use robsond::generate::FlowGenerator;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -364,28 +365,19 @@ pub async fn wait_projected(pool: &PgPool, daemon: &mut Daemon, events: i64) {
     }
 }
 
-/// The six projection tables of SPEC §3.2.
-pub const PROJECTION_TABLES: [&str; 6] = [
-    "orders_current",
-    "fills",
-    "positions_current",
-    "balances_current",
-    "risk_state_current",
-    "strategy_state_current",
-];
-
 /// Every row of the projection tables (all columns), the dead letters
 /// (event, kind) and the streams' progress (last and parked seq), each
 /// table's rows as JSON text in a fixed order.
 pub type Image = Vec<(&'static str, Vec<String>)>;
 
 pub async fn projection_image(pool: &PgPool) -> Image {
-    let mut queries: Vec<(&'static str, String)> = PROJECTION_TABLES
+    let mut queries: Vec<(&'static str, String)> = READ_MODELS
         .iter()
         .map(|t| {
+            let name = t.name;
             (
-                *t,
-                format!("SELECT to_jsonb(t)::text FROM {t} t ORDER BY 1"),
+                name,
+                format!("SELECT to_jsonb(t)::text FROM {name} t ORDER BY 1"),
             )
         })
         .collect();
@@ -437,21 +429,19 @@ pub fn assert_same_image(actual: &Image, expected: &Image, what: &str) {
 pub fn projection_rows(image: &Image) -> usize {
     image
         .iter()
-        .filter(|(t, _)| PROJECTION_TABLES.contains(t))
+        .filter(|(t, _)| READ_MODELS.iter().any(|m| m.name == *t))
         .map(|(_, rows)| rows.len())
         .sum()
 }
 
 /// Forgets every projection: tables, progress, checkpoints, dead letters.
 pub async fn reset_projection(pool: &PgPool) {
-    sqlx::raw_sql(
-        "TRUNCATE orders_current, fills, positions_current, balances_current,
-                  risk_state_current, strategy_state_current, projection_stream_progress,
-                  projection_checkpoints, projection_dead_letters",
-    )
-    .execute(pool)
-    .await
-    .expect("reset the projection state");
+    let tables: Vec<&str> = tables::ALL.iter().map(|t| t.name).collect();
+    let sql = format!("TRUNCATE {}, projection_checkpoints", tables.join(", "));
+    sqlx::raw_sql(&sql)
+        .execute(pool)
+        .await
+        .expect("reset the projection state");
 }
 
 /// Checks that the tables as they are (the daemon stopped, caught up) equal

@@ -5,23 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use robson_projector::tables::READ_MODELS;
 use sqlx::PgPool;
-
-pub const READ_MODELS: [&str; 6] = [
-    "orders_current",
-    "fills",
-    "positions_current",
-    "balances_current",
-    "risk_state_current",
-    "strategy_state_current",
-];
 
 /// Table name → its rows as JSON text, sorted.
 pub type Image = BTreeMap<String, Vec<String>>;
 
 pub async fn image(pool: &PgPool) -> Image {
     let mut image = Image::new();
-    for table in READ_MODELS {
+    for table in READ_MODELS.iter().map(|t| t.name) {
         let sql = format!("SELECT to_jsonb(t)::text AS j FROM {table} t ORDER BY j");
         image.insert(table.into(), rows(pool, &sql).await);
     }

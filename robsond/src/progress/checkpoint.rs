@@ -96,6 +96,18 @@ pub async fn reshape(conn: &mut PgConnection, partitions: usize) -> Result<Posit
             "Partition count changed: every partition restarts from the oldest checkpoint."
         );
     }
+    reset(conn, partitions, start).await?;
+    Ok(start)
+}
+
+/// Replaces every checkpoint row with a layout of `partitions` rows, all at
+/// `position` (the caller holds [`lock_layout`] or otherwise excludes the
+/// daemons, as the snapshot bootstrap does).
+pub async fn reset(
+    conn: &mut PgConnection,
+    partitions: usize,
+    position: Position,
+) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM projection_checkpoints")
         .execute(&mut *conn)
         .await?;
@@ -104,11 +116,11 @@ pub async fn reshape(conn: &mut PgConnection, partitions: usize) -> Result<Posit
          SELECT p, $1, $2, $3 FROM generate_series(0, $1 - 1) AS p",
     )
     .bind(partitions as i32)
-    .bind(start.tx_id)
-    .bind(start.global_position)
-    .execute(&mut *conn)
+    .bind(position.tx_id)
+    .bind(position.global_position)
+    .execute(conn)
     .await?;
-    Ok(start)
+    Ok(())
 }
 
 /// The positions of a layout of `partitions` partitions, one per partition

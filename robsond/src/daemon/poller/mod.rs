@@ -1,0 +1,281 @@
+//! The poller actor: reads committed events in commit-safe order and routes
+//! each to the projector of its partition. It wakes on LISTEN/NOTIFY
+//! (`robson_events`, sent by every append at commit) and, as a fallback,
+//! every poll interval.
+//!
+//! It never buffers more than one read window: each batch is handed over
+//! with `send().await`, which waits while the projector's mailbox is full —
+//! or until the poller is asked to stop, so a projector stuck in backoff
+//! never holds the shutdown (the batch is read again on the next start).
+//!
+//! One job per part: this module reads (the loop, commit-safe windows,
+//! held-back reads) and owns the actor; [`listen`] waits for a wake-up,
+//! [`dispatch`] splits a window into batches and hands them over, [`idle`]
+//! advances idle partitions, [`resume`] re-reads streams an operator
+//! resumed.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use robson_eventlog::Position;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+
+use super::projector::{RESTARTING, RETRYING};
+use super::retry::{count_db_error, sleep_or_stop, Retry};
+use super::state::DaemonState;
+use super::supervisor::Routes;
+use crate::metrics::{Actor as MetricActor, Metrics};
+
+mod dispatch;
+mod idle;
+mod listen;
+mod resume;
+
+use dispatch::dispatch;
+use idle::advance_idle;
+use listen::{listen, wait_for_wakeup};
+use resume::resume_requested_streams;
+
+/// What the poller needs; cloned into each restart.
+#[derive(Debug, Clone)]
+pub struct PollerSetup {
+    pub pool: PgPool,
+    /// The projector of each partition this instance owns.
+    pub routes: Routes,
+    pub state: Arc<DaemonState>,
+    pub metrics: Arc<Metrics>,
+    pub batch_size: usize,
+    pub poll_interval: Duration,
+    /// Where reading starts: the oldest partition checkpoint.
+    pub start: Position,
+    pub stop: Arc<StopSignal>,
+}
+
+/// Tells the read loop to stop, and tells the stopper when it has.
+#[derive(Debug)]
+pub struct StopSignal {
+    requested: tokio::sync::watch::Sender<bool>,
+    finished: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            requested: tokio::sync::watch::Sender::new(false),
+            finished: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl StopSignal {
+    fn is_requested(&self) -> bool {
+        *self.requested.borrow()
+    }
+
+    /// Resolves once the loop is asked to stop.
+    async fn requested(&self) {
+        let mut requested = self.requested.subscribe();
+        let _ = requested.wait_for(|s| *s).await;
+    }
+
+    /// Asks the loop to stop and waits until it has released its connections.
+    async fn stop_and_wait(&self) {
+        self.requested.send_replace(true);
+        let mut finished = self.finished.subscribe();
+        let _ = finished.wait_for(|done| *done).await;
+    }
+}
+
+/// Stop reading (shutdown); answered when the loop has stopped.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopPolling;
+
+#[derive(Debug)]
+pub struct Poller {
+    setup: PollerSetup,
+}
+
+impl Poller {
+    pub fn new(setup: PollerSetup) -> Self {
+        Poller { setup }
+    }
+}
+
+impl Actor for Poller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let setup = self.setup.clone();
+        ctx.spawn(run(setup).into_actor(self).map(|(), act, ctx| {
+            if !act.setup.stop.is_requested() && !act.setup.state.lifecycle.is_aborted() {
+                tracing::error!("Poller loop ended unexpectedly; restarting it.");
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Supervised for Poller {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.setup
+            .state
+            .poller_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        self.setup.metrics.actor_restarts(MetricActor::Poller).inc();
+    }
+}
+
+impl Handler<StopPolling> for Poller {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopPolling, _: &mut Self::Context) -> Self::Result {
+        let stop = self.setup.stop.clone();
+        Box::pin(async move { stop.stop_and_wait().await })
+    }
+}
+
+/// The read loop. Returns only when asked to stop (or when the shutdown
+/// aborts what is still running), after closing its listener connection
+/// (inside the runtime, before the System goes away).
+async fn run(setup: PollerSetup) {
+    let mut listener: Option<PgListener> = None;
+    tokio::select! {
+        () = read_loop(&setup, &mut listener) => {}
+        // Whatever the loop waits for — a read, or a projector that does
+        // not take its batch (stuck in backoff) — has nothing to commit:
+        // the batch is read again on the next start.
+        () = setup.stop.requested() => {}
+        () = setup.state.lifecycle.aborted() => {}
+    }
+    drop(listener);
+    if setup.stop.is_requested() || setup.state.lifecycle.is_aborted() {
+        setup.stop.finished.send_replace(true);
+    }
+}
+
+async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
+    let setup = setup.clone();
+    let partitions = setup.state.partitions.len();
+    let window = (setup.batch_size * partitions)
+        .clamp(setup.batch_size, 10_000.max(setup.batch_size)) as i64;
+    let mut cursor = setup.start;
+    // Per partition: the position its last batch covered.
+    let mut sent: Vec<Position> = vec![setup.start; partitions];
+    // Partitions passed over while their projector failed: nothing more is
+    // sent to them (not even idle advances) until they run again, then they
+    // are read again from `sent`.
+    let mut stale: Vec<bool> = vec![false; partitions];
+    let mut advanced: Vec<Instant> = vec![Instant::now(); partitions];
+    let mut held_back_delay = HeldBackDelay::default();
+    let mut retry = Retry::new("Poller read failed");
+
+    while !setup.stop.is_requested() {
+        setup.state.poller_beat();
+        if let Some(pos) = setup.state.take_rewind() {
+            tracing::info!(from = %pos, "Reading again from an earlier position (a new partition, or a batch that did not commit).");
+            cursor = cursor.min(pos);
+            for s in sent.iter_mut() {
+                *s = (*s).min(pos);
+            }
+        }
+        for p in 0..partitions {
+            if stale[p] && !is_failing(&setup, p) {
+                tracing::info!(partition = p, from = %sent[p], "Projector runs again; reading its events again.");
+                stale[p] = false;
+                cursor = cursor.min(sent[p]);
+            }
+        }
+        if listener.is_none() {
+            *listener = listen(&setup.pool).await;
+        }
+        let events = match robson_eventlog::read_committed(&setup.pool, cursor, window).await {
+            Ok(events) => events,
+            Err(err) => {
+                // Whatever the class, a reader has nothing to give up: it
+                // reads again (a permanent error is the operator's to fix).
+                count_db_error(&setup.metrics, &err);
+                setup.state.set_database_up(false);
+                let delay = retry.next_delay();
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "Poller read failed; retrying.");
+                *listener = None;
+                if !sleep_or_stop(delay, setup.stop.requested()).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        retry.reset();
+        let full = events.len() as i64 >= window;
+        if let Some(last) = events.last() {
+            let upto = last.position();
+            dispatch(&setup, events, upto, &mut sent, &mut stale).await;
+            cursor = upto;
+        }
+        if full {
+            continue;
+        }
+        advance_idle(&setup, cursor, &mut sent, &stale, &mut advanced).await;
+        resume_requested_streams(&setup).await;
+        if held_back(&setup, cursor).await {
+            // Committed events wait behind an open transaction (often a
+            // projector's own): read again soon, the notification for them
+            // may already have been consumed.
+            if !sleep_or_stop(held_back_delay.next(), setup.stop.requested()).await {
+                return;
+            }
+            continue;
+        }
+        held_back_delay = HeldBackDelay::default();
+        wait_for_wakeup(&setup, listener).await;
+    }
+}
+
+/// How long to wait before reading again while events are held back: 1 ms,
+/// doubling to 64 ms while a writer keeps its transaction open.
+#[derive(Debug, Default)]
+struct HeldBackDelay(u32);
+
+impl HeldBackDelay {
+    fn next(&mut self) -> Duration {
+        let d = Duration::from_millis(1 << self.0.min(6));
+        self.0 = self.0.saturating_add(1);
+        d
+    }
+}
+
+/// Whether committed events after `cursor` wait behind an open
+/// transaction. A failed check says no (the next wake-up or poll reads
+/// again), logged and counted.
+async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
+    match robson_eventlog::committed_behind_xmin(&setup.pool, cursor).await {
+        Ok(held) => held,
+        Err(err) => {
+            count_db_error(&setup.metrics, &err);
+            tracing::warn!(error = %err, "Could not check for events held back by an open transaction.");
+            false
+        }
+    }
+}
+
+/// True while partition `p`'s projector is failing: pausing before a
+/// restart, or in backoff after a transient error. The poller then does not
+/// wait for it, so one failing partition never holds the others back.
+pub(super) fn is_failing(setup: &PollerSetup, p: usize) -> bool {
+    let state = setup.state.partitions[p].state();
+    state == RESTARTING || state == RETRYING
+}
+
+pub(super) fn route(
+    setup: &PollerSetup,
+    partition: usize,
+) -> Option<actix::Addr<super::projector::Projector>> {
+    setup
+        .routes
+        .read()
+        .ok()
+        .and_then(|r| r.get(partition).cloned().flatten())
+}
