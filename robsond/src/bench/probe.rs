@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::generate::FlowGenerator;
+use crate::generate::{FlowGenerator, Profile};
 
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -51,11 +51,12 @@ pub async fn latencies(pool: &PgPool, n: usize) -> anyhow::Result<Latencies> {
 /// Returns the latencies and the number of load events appended.
 pub async fn latencies_under_load(
     pool: &PgPool,
+    profile: Profile,
     n: usize,
     rate: u64,
 ) -> anyhow::Result<(Latencies, u64)> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = actix_rt::spawn(load(pool.clone(), rate, stop.clone()));
+    let writer = actix_rt::spawn(load(pool.clone(), profile, rate, stop.clone()));
     let result = latencies(pool, n).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let appended = writer
@@ -69,10 +70,11 @@ pub async fn latencies_under_load(
 /// it is open — see docs/eventlog.md).
 async fn load(
     pool: PgPool,
+    profile: Profile,
     rate: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<u64> {
-    let mut gen = FlowGenerator::new(99, 2);
+    let mut gen = FlowGenerator::with_profile(99, 2, profile);
     let mut pending: Vec<Event> = Vec::new();
     let mut appended = 0u64;
     let started = Instant::now();
@@ -81,8 +83,8 @@ async fn load(
         tick.tick().await;
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
         let want = due.saturating_sub(appended) as usize;
-        while pending.len() < want {
-            pending.extend(gen.next_flow());
+        if pending.len() < want {
+            pending.extend(gen.take(want - pending.len(), u64::MAX));
         }
         // Whole flows only would be simpler, but the rate must hold: split
         // at `want`, the rest waits for the next tick (stream order is kept).
