@@ -24,6 +24,22 @@ use super::supervisor::Routes;
 use crate::metrics::{Actor as MetricActor, DbErrorKind, Metrics, WakeupSource};
 use crate::partition::partition_of;
 
+/// How far the read window (and with it the batches) may grow while reads
+/// come back full: to this many times the base window, at most
+/// [`MAX_GROWN_WINDOW`] events (memory: a window, plus per partition the
+/// batch in progress and [`super::projector::MAILBOX_CAPACITY`] queued).
+const CATCH_UP_GROWTH: i64 = 4;
+/// The largest window growth makes (a larger base window stays as it is).
+pub const MAX_GROWN_WINDOW: i64 = 16_000;
+
+fn catch_up_growth() -> i64 {
+    // TEMPORARY (A/B measurement): ROBSON_X_GROWTH overrides.
+    std::env::var("ROBSON_X_GROWTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CATCH_UP_GROWTH)
+}
+
 /// Least time between two checkpoint advances of an idle partition.
 const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
 
@@ -143,8 +159,12 @@ async fn run(setup: PollerSetup) {
 async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let setup = setup.clone();
     let partitions = setup.state.partitions.len();
-    let window = (setup.batch_size * partitions)
+    let base_window = (setup.batch_size * partitions)
         .clamp(setup.batch_size, 10_000.max(setup.batch_size)) as i64;
+    let max_window = (base_window * catch_up_growth())
+        .min(MAX_GROWN_WINDOW)
+        .max(base_window);
+    let mut window = base_window;
     let mut cursor = setup.start;
     // Per partition: the position its last batch covered.
     let mut sent: Vec<Position> = vec![setup.start; partitions];
@@ -192,14 +212,19 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         };
         backoff = Backoff::default();
         let full = events.len() as i64 >= window;
+        // Far behind, batches grow with the window (more events folded per
+        // row write and per transaction); caught up, they are batch_size.
+        let batch = (window as usize / partitions).max(setup.batch_size);
         if let Some(last) = events.last() {
             let upto = last.position();
-            dispatch(&setup, events, upto, &mut sent, &mut stale).await;
+            dispatch(&setup, events, upto, batch, &mut sent, &mut stale).await;
             cursor = upto;
         }
         if full {
+            window = (window * 2).min(max_window);
             continue;
         }
+        window = base_window;
         advance_idle(&setup, cursor, &mut sent, &stale, &mut advanced).await;
         resume_requested_streams(&setup).await;
         if held_back(&setup, cursor).await {
@@ -319,6 +344,7 @@ async fn dispatch(
     setup: &PollerSetup,
     events: Vec<EventEnvelope>,
     upto: Position,
+    batch: usize,
     sent: &mut [Position],
     stale: &mut [bool],
 ) {
@@ -334,7 +360,7 @@ async fn dispatch(
         if events.is_empty() {
             continue;
         }
-        let chunks = into_chunks(events, setup.batch_size);
+        let chunks = into_chunks(events, batch);
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let chunk_upto = if i == last {
