@@ -203,9 +203,7 @@ fn parse_bench_profile(s: &str) -> Result<BenchProfiles, String> {
     }
     crate::generate::Profile::from_str(s, false)
         .map(|p| BenchProfiles(vec![p]))
-        .map_err(|_| {
-            "expected mixed, short-streams, hot-streams, wide-tenants or all".to_owned()
-        })
+        .map_err(|_| "expected mixed, short-streams, hot-streams, wide-tenants or all".to_owned())
 }
 
 #[derive(Debug, Clone, PartialEq, Args)]

@@ -423,9 +423,14 @@ impl FlowGenerator {
                 "account_id": account, "violation_reason": "daily loss limit", "daily_loss_limit": "500.00", "daily_pnl": "-512.30"
             }))
         } else {
-            self.event(tenant, stream, "RISK_CHECK_PASSED", json!({
-                "account_id": account, "checks_performed": ["exposure", "daily_loss"]
-            }))
+            self.event(
+                tenant,
+                stream,
+                "RISK_CHECK_PASSED",
+                json!({
+                    "account_id": account, "checks_performed": ["exposure", "daily_loss"]
+                }),
+            )
         }
     }
 
@@ -446,7 +451,8 @@ impl FlowGenerator {
         let order_id = uuid_from(&mut self.rng);
         let stream = format!("order:{order_id}");
         let quantity_milli: i64 = self.rng.gen_range(4..2000);
-        let mut out = vec![self.event(tenant, stream.clone(), "ORDER_SUBMITTED", json!({
+        let mut out =
+            vec![self.event(tenant, stream.clone(), "ORDER_SUBMITTED", json!({
             "order_id": order_id, "account_id": account, "position_id": position_id,
             "client_order_id": format!("gen-{}", self.orders), "symbol": symbol, "side": "buy",
             "order_type": "limit", "quantity": milli(quantity_milli), "price": price,
@@ -455,13 +461,21 @@ impl FlowGenerator {
             return out;
         }
         if self.rng.gen_bool(0.05) {
-            out.push(self.event(tenant, stream, "ORDER_REJECTED",
-                json!({"order_id": order_id, "reason": "insufficient balance"})));
+            out.push(self.event(
+                tenant,
+                stream,
+                "ORDER_REJECTED",
+                json!({"order_id": order_id, "reason": "insufficient balance"}),
+            ));
             return out;
         }
         let exchange_order_id = self.rng.gen_range(10_000_000u64..99_999_999).to_string();
-        out.push(self.event(tenant, stream.clone(), "ORDER_ACKED",
-            json!({"order_id": order_id, "exchange_order_id": exchange_order_id})));
+        out.push(self.event(
+            tenant,
+            stream.clone(),
+            "ORDER_ACKED",
+            json!({"order_id": order_id, "exchange_order_id": exchange_order_id}),
+        ));
         let fills = self.rng.gen_range(0..=max_fills);
         let per_fill = quantity_milli / 4;
         for _ in 0..fills {
@@ -472,8 +486,12 @@ impl FlowGenerator {
             })));
         }
         if fills < 3 && self.rng.gen_bool(0.3) {
-            out.push(self.event(tenant, stream, "ORDER_CANCELED",
-                json!({"order_id": order_id, "reason": "user"})));
+            out.push(self.event(
+                tenant,
+                stream,
+                "ORDER_CANCELED",
+                json!({"order_id": order_id, "reason": "user"}),
+            ));
         }
         out
     }
@@ -502,7 +520,12 @@ impl FlowGenerator {
         }
         if self.rng.gen_bool(0.2) {
             let id = uuid_from(&mut self.rng);
-            out.push(self.event(tenant, format!("decision:{id}"), "DECISION_PROPOSED", json!({"order_id": id})));
+            out.push(self.event(
+                tenant,
+                format!("decision:{id}"),
+                "DECISION_PROPOSED",
+                json!({"order_id": id}),
+            ));
         }
         out
     }
@@ -576,7 +599,11 @@ mod tests {
             let mut last: std::collections::HashMap<&str, DateTime<Utc>> = Default::default();
             for e in &events {
                 let prev = last.insert(e.stream_key.as_str(), e.occurred_at);
-                assert!(prev.is_none_or(|p| p <= e.occurred_at), "{profile:?}: {}", e.stream_key);
+                assert!(
+                    prev.is_none_or(|p| p <= e.occurred_at),
+                    "{profile:?}: {}",
+                    e.stream_key
+                );
             }
         }
     }
@@ -585,7 +612,10 @@ mod tests {
     fn short_streams_puts_most_events_on_short_order_streams_and_a_few_hot_accounts() {
         let events = FlowGenerator::with_profile(5, 4, Profile::ShortStreams).events(3000);
         let share = |prefix: &str| {
-            events.iter().filter(|e| e.stream_key.starts_with(prefix)).count() as f64
+            events
+                .iter()
+                .filter(|e| e.stream_key.starts_with(prefix))
+                .count() as f64
                 / events.len() as f64
         };
         let mut per_order: std::collections::HashMap<&str, usize> = Default::default();
@@ -598,20 +628,43 @@ mod tests {
                 accounts.insert(e.stream_key.as_str());
             }
         }
-        assert!((0.6..0.75).contains(&share("order:")), "{}", share("order:"));
-        assert!((0.14..0.22).contains(&share("account:")), "{}", share("account:"));
+        assert!(
+            (0.6..0.75).contains(&share("order:")),
+            "{}",
+            share("order:")
+        );
+        assert!(
+            (0.14..0.22).contains(&share("account:")),
+            "{}",
+            share("account:")
+        );
         assert_eq!(accounts.len(), 20);
         assert!(per_order.values().all(|n| (1..=6).contains(n)));
         // Interleaved: the first order's events are not all adjacent.
-        let first = &events.iter().find(|e| e.stream_key.starts_with("order:")).unwrap().stream_key;
-        let at: Vec<usize> = events.iter().enumerate().filter(|(_, e)| &e.stream_key == first).map(|(i, _)| i).collect();
-        assert!(at.len() < 2 || at[at.len() - 1] - at[0] > at.len(), "{at:?}");
+        let first = &events
+            .iter()
+            .find(|e| e.stream_key.starts_with("order:"))
+            .unwrap()
+            .stream_key;
+        let at: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| &e.stream_key == first)
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            at.len() < 2 || at[at.len() - 1] - at[0] > at.len(),
+            "{at:?}"
+        );
     }
 
     #[test]
     fn hot_streams_puts_most_events_on_twenty_accounts_and_wide_tenants_uses_200() {
         let events = FlowGenerator::with_profile(5, 4, Profile::HotStreams).events(500);
-        let on_accounts = events.iter().filter(|e| e.stream_key.starts_with("account:")).count();
+        let on_accounts = events
+            .iter()
+            .filter(|e| e.stream_key.starts_with("account:"))
+            .count();
         let share = on_accounts as f64 / events.len() as f64;
         assert!((0.75..0.85).contains(&share), "{share}");
         let wide = FlowGenerator::with_profile(5, 4, Profile::WideTenants).events(2000);

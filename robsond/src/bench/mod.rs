@@ -43,11 +43,8 @@ pub fn run(events: u64, work_dir: Option<PathBuf>, profiles: &[Profile]) -> anyh
     let dir = work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("robson-bench-{}", std::process::id()))
     });
-    let reports = actix_rt::System::new().block_on(on_private_cluster(
-        events.max(1000),
-        &dir,
-        profiles,
-    ));
+    let reports =
+        actix_rt::System::new().block_on(on_private_cluster(events.max(1000), &dir, profiles));
     let _ = std::fs::remove_dir_all(&dir);
     let reports = reports?;
     for report in &reports {

@@ -18,6 +18,8 @@ pub struct Latencies {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Events/s the load writer reached meanwhile (0 when idle).
+    pub load_eps: f64,
 }
 
 impl Latencies {
@@ -29,6 +31,7 @@ impl Latencies {
             p50_ms: at(0.50),
             p99_ms: at(0.99),
             max_ms: samples.last().copied().unwrap_or(0.0),
+            load_eps: 0.0,
         }
     }
 }
@@ -57,12 +60,15 @@ pub async fn latencies_under_load(
 ) -> anyhow::Result<(Latencies, u64)> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = actix_rt::spawn(load(pool.clone(), profile, rate, stop.clone()));
+    let started = Instant::now();
     let result = latencies(pool, n).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let appended = writer
         .await
         .map_err(|e| anyhow::anyhow!("load writer failed: {e}"))??;
-    Ok((result?, appended))
+    let mut latencies = result?;
+    latencies.load_eps = appended as f64 / started.elapsed().as_secs_f64();
+    Ok((latencies, appended))
 }
 
 /// Appends ~rate/100 events every 10 ms until stopped: small transactions,
@@ -82,7 +88,11 @@ async fn load(
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tick.tick().await;
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-        let want = due.saturating_sub(appended) as usize;
+        // At most a few ticks' worth per append: a writer that falls behind
+        // stays behind (the rate reached is reported) instead of appending
+        // ever larger transactions, each holding every reader back while
+        // it is open.
+        let want = (due.saturating_sub(appended) as usize).min(per_tick_cap(rate));
         if pending.len() < want {
             pending.extend(gen.take(want - pending.len(), u64::MAX));
         }
@@ -93,6 +103,11 @@ async fn load(
         appended += outcomes.iter().filter(|o| !o.duplicate).count() as u64;
     }
     Ok(appended)
+}
+
+/// Events one 10 ms tick may append at most: four ticks' worth.
+fn per_tick_cap(rate: u64) -> usize {
+    (rate as usize / 100 * 4).max(1)
 }
 
 async fn one_probe(

@@ -165,10 +165,11 @@ pub async fn per_event_pipelined(pool: &PgPool, url: &str, n: u64) -> anyhow::Re
         .bind(n as i64)
         .fetch_all(&mut conn)
         .await?;
-    let sample: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM event_log LIMIT $1) e")
-        .bind(n as i64)
-        .fetch_one(&mut conn)
-        .await?;
+    let sample: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM event_log LIMIT $1) e")
+            .bind(n as i64)
+            .fetch_one(&mut conn)
+            .await?;
     scratch(&mut conn, "bench_pipe").await?;
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let driver = actix_rt::spawn(connection);
@@ -181,7 +182,10 @@ pub async fn per_event_pipelined(pool: &PgPool, url: &str, n: u64) -> anyhow::Re
         .bind(table.name)
         .fetch_all(&mut conn)
         .await?;
-        let set: Vec<String> = columns.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect();
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
         let sql = format!(
             "INSERT INTO bench_pipe.{t} SELECT * FROM jsonb_populate_record(NULL::bench_pipe.{t}, $1::text::jsonb) \
              ON CONFLICT ({key}) DO UPDATE SET {set}",

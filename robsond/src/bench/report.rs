@@ -195,8 +195,11 @@ impl Report {
             (
                 "latency at 2,000 events/s p50 / p99 / max".to_owned(),
                 format!(
-                    "{:.1} / {:.1} / {:.1} ms",
-                    self.loaded.p50_ms, self.loaded.p99_ms, self.loaded.max_ms
+                    "{:.1} / {:.1} / {:.1} ms ({:.0} events/s reached)",
+                    self.loaded.p50_ms,
+                    self.loaded.p99_ms,
+                    self.loaded.max_ms,
+                    self.loaded.load_eps
                 ),
                 format!("p99 < 25 ms {}", verdict(self.loaded.p99_ms < 25.0)),
             ),

@@ -32,14 +32,6 @@ const CATCH_UP_GROWTH: i64 = 4;
 /// The largest window growth makes (a larger base window stays as it is).
 pub const MAX_GROWN_WINDOW: i64 = 16_000;
 
-fn catch_up_growth() -> i64 {
-    // TEMPORARY (A/B measurement): ROBSON_X_GROWTH overrides.
-    std::env::var("ROBSON_X_GROWTH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CATCH_UP_GROWTH)
-}
-
 /// Least time between two checkpoint advances of an idle partition.
 const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
 
@@ -161,7 +153,7 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let partitions = setup.state.partitions.len();
     let base_window = (setup.batch_size * partitions)
         .clamp(setup.batch_size, 10_000.max(setup.batch_size)) as i64;
-    let max_window = (base_window * catch_up_growth())
+    let max_window = (base_window * CATCH_UP_GROWTH)
         .min(MAX_GROWN_WINDOW)
         .max(base_window);
     let mut window = base_window;

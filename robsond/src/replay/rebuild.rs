@@ -125,7 +125,7 @@ async fn build_and_swap(
                     counts: replayer.counts,
                     locked_for,
                     elapsed: Duration::ZERO,
-                })
+                });
             }
             Err(err) if attempt < SWAP_ATTEMPTS && is_contention(&err) => {
                 // The attempt was rolled back, and so was what it replayed.
