@@ -47,9 +47,6 @@ pub fn run(events: u64, work_dir: Option<PathBuf>, profiles: &[Profile]) -> anyh
         actix_rt::System::new().block_on(on_private_cluster(events.max(1000), &dir, profiles));
     let _ = std::fs::remove_dir_all(&dir);
     let reports = reports?;
-    for report in &reports {
-        println!("{}", report.render());
-    }
     if let Some(bad) = reports.iter().find(|r| !r.verified) {
         anyhow::bail!(
             "profile {}: the projections after the run differ from a clean rebuild (see above)",
@@ -84,6 +81,9 @@ async fn on_private_cluster(
             )
             .await?;
             drop_database(&admin, &database).await?;
+            // Printed as soon as measured: a long run shows its tables as
+            // it goes.
+            println!("{}", report.render());
             reports.push(report);
         }
         Ok(reports)
