@@ -653,11 +653,10 @@ mod tests {
         assert_eq!(accounts.len(), 20);
         assert!(per_order.values().all(|n| (1..=6).contains(n)));
         // Interleaved: the first order's events are not all adjacent.
-        let first = &events
-            .iter()
-            .find(|e| e.stream_key.starts_with("order:"))
-            .unwrap()
-            .stream_key;
+        let Some(first) = events.iter().find(|e| e.stream_key.starts_with("order:")) else {
+            panic!("no order stream");
+        };
+        let first = &first.stream_key;
         let at: Vec<usize> = events
             .iter()
             .enumerate()
