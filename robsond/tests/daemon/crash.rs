@@ -95,12 +95,12 @@ async fn kill_9s_during_a_catch_up_in_the_largest_batches_leave_the_tables_of_on
                 grown = true;
                 break;
             }
-            if count >= 3.0 || started.elapsed() > Duration::from_secs(120) {
+            if count >= 3.0 || started.elapsed() > std::time::Duration::from_secs(120) {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..=800))).await;
+        tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(0..=800))).await;
         daemon.assert_running("before its kill");
         daemon.kill().await;
         let done = projected(&db.pool).await;
