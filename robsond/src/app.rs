@@ -55,7 +55,11 @@ fn pool_for(options: PgConnectOptions, max: u32) -> PgPool {
     // A batch of thousands of rows or a lag sample during a long catch-up
     // may take over a second: that is expected, not worth a warning with
     // the whole statement; the daemon logs its own slow batches.
+    // No JIT: the daemon's statements are short; the estimates of some
+    // (the lag sample's generic plan) grow with the log past
+    // `jit_above_cost`, and compiling them took ~0.4 s per lag sample.
     let options = options
+        .options([("jit", "off")])
         .application_name("robsond")
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     PgPoolOptions::new()

@@ -137,6 +137,10 @@ pub enum Command {
         /// plain INSERT and COPY of the same rows), N events per bulk measure.
         #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20000")]
         append: Option<u64>,
+        /// Workload shape: mixed, short-streams, hot-streams, wide-tenants,
+        /// or all (each in turn, on its own database, in one run).
+        #[arg(long, value_name = "NAME", default_value = "mixed", value_parser = parse_bench_profile)]
+        profile: BenchProfiles,
     },
 }
 
@@ -192,6 +196,20 @@ pub struct AppendArgs {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
+/// The profiles `robsond bench --profile` runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchProfiles(pub Vec<crate::generate::Profile>);
+
+fn parse_bench_profile(s: &str) -> Result<BenchProfiles, String> {
+    use clap::ValueEnum as _;
+    if s == "all" {
+        return Ok(BenchProfiles(crate::generate::Profile::ALL.to_vec()));
+    }
+    crate::generate::Profile::from_str(s, false)
+        .map(|p| BenchProfiles(vec![p]))
+        .map_err(|_| "expected mixed, short-streams, hot-streams, wide-tenants or all".to_owned())
+}
+
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct GenerateArgs {
     /// Number of orders to generate, with the events that follow each one.
@@ -206,6 +224,10 @@ pub struct GenerateArgs {
     /// Seed of the random generator, so a run can be repeated exactly.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
+    /// Shape of the workload (see docs/performance.md); wide-tenants uses
+    /// at least 200 tenants.
+    #[arg(long, value_enum, value_name = "NAME", default_value = "mixed")]
+    pub profile: crate::generate::Profile,
 }
 
 #[derive(Debug, Clone, PartialEq, Subcommand)]

@@ -92,8 +92,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             ..
         } => bench::append::run(events, work_dir),
         Command::Bench {
-            events, work_dir, ..
-        } => bench::run(events, work_dir),
+            events,
+            work_dir,
+            profile,
+            ..
+        } => bench::run(events, work_dir, &profile.0),
         Command::Snapshot { action, retain } => with_database(move |db| {
             Box::pin(async move { commands::snapshot::run(&db, action, retain).await })
         }),

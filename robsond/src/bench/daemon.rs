@@ -25,6 +25,14 @@ fn robsond(url: &str) -> anyhow::Result<Command> {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdin(Stdio::null())
         .kill_on_drop(true);
+    // Settings to compare (e.g. ROBSON_BATCH_SIZE) pass through; the
+    // database and the address are the bench's own.
+    for (key, value) in std::env::vars() {
+        let passed = key.starts_with("ROBSON_") && key != "ROBSON_HTTP_ADDR";
+        if passed {
+            cmd.env(key, value);
+        }
+    }
     Ok(cmd)
 }
 

@@ -1,13 +1,16 @@
 //! `robsond bench`: the benchmark suite of the daemon, on a throwaway
 //! PostgreSQL cluster it starts itself (like `robsond dev`) and removes.
 //!
-//! In one run, on the same generated events (the mixed trading flow of
-//! `robsond generate`), it measures the daemon — catch-up throughput from a
+//! In one run, per workload profile (`--profile`, the shapes of `robsond
+//! generate`; `all` runs each in turn, each on its own database), on the
+//! same generated events, it measures the daemon — catch-up throughput from a
 //! cold start, end-to-end latency idle and under load, peak RSS, rebuild time
-//! full and from a snapshot at 90 % — and two references: a naive projector
-//! (one transaction per event with a checkpoint update) and PostgreSQL's
-//! limit for the same final rows (set-based writes, 500 rows a transaction);
-//! and the read-your-writes wake-up (commit → `/wait` answer, 1,000 waiters).
+//! full and from a snapshot at 90 % — and three references: a naive
+//! projector (one transaction per event with a checkpoint update),
+//! PostgreSQL's limit for the same final rows (set-based writes, 500 rows a
+//! transaction) and the per-event pipelined limit (one upsert per event,
+//! pipelined, 500 a transaction); and, once per run, the read-your-writes
+//! wake-up (commit → `/wait` answer, 1,000 waiters).
 //! It ends with `robsond verify`: the figures only count if the projections
 //! equal a clean rebuild.
 
@@ -22,41 +25,69 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use sqlx::Connection as _;
 
 use crate::cli::GenerateArgs;
 use crate::commands::dev::binaries::{PgBin, RunAs};
 use crate::commands::dev::cluster::Cluster;
 use crate::commands::generate::append_flows;
+use crate::generate::Profile;
 use report::Report;
 
-/// Orders per event of the generated flow, roughly (flows average ~8.6 events).
-const EVENTS_PER_ORDER: u64 = 9;
+/// Events of the sample the per-event pipelined reference writes, at most.
+const PIPELINED_SAMPLE: u64 = 100_000;
 
-/// `robsond bench --events N [--work-dir DIR]`.
-pub fn run(events: u64, work_dir: Option<PathBuf>) -> anyhow::Result<()> {
+/// `robsond bench --events N [--work-dir DIR] [--profile NAME|all]`.
+pub fn run(events: u64, work_dir: Option<PathBuf>, profiles: &[Profile]) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     crate::telemetry::init_subscriber(crate::config::LogFormat::Text, &filter);
     let dir = work_dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("robson-bench-{}", std::process::id()))
     });
-    let report = actix_rt::System::new().block_on(on_private_cluster(events.max(1000), &dir));
+    let reports =
+        actix_rt::System::new().block_on(on_private_cluster(events.max(1000), &dir, profiles));
     let _ = std::fs::remove_dir_all(&dir);
-    let report = report?;
-    println!("{}", report.render());
-    if !report.verified {
-        anyhow::bail!("the projections after the run differ from a clean rebuild (see above)");
+    let reports = reports?;
+    if let Some(bad) = reports.iter().find(|r| !r.verified) {
+        anyhow::bail!(
+            "profile {}: the projections after the run differ from a clean rebuild (see above)",
+            bad.profile.name()
+        );
     }
     Ok(())
 }
 
-async fn on_private_cluster(events: u64, dir: &std::path::Path) -> anyhow::Result<Report> {
+async fn on_private_cluster(
+    events: u64,
+    dir: &std::path::Path,
+    profiles: &[Profile],
+) -> anyhow::Result<Vec<Report>> {
     let bin = PgBin::find()?;
     let version = bin.version();
     let (cluster, _) = Cluster::open(bin, RunAs::detect()?, dir)?;
     let server = cluster.start()?;
     let run = async {
-        server.ensure_database().await?;
-        measure(&server.url("robson"), events, version).await
+        let mut reports = Vec::new();
+        for (i, &profile) in profiles.iter().enumerate() {
+            // Each profile on a database of its own, dropped afterwards.
+            let database = format!("bench_{}", profile.name().replace('-', "_"));
+            let admin = server.url("postgres");
+            recreate_database(&admin, &database).await?;
+            let report = measure(
+                &server.url(&database),
+                profile,
+                events,
+                version.clone(),
+                i == 0,
+            )
+            .await?;
+            drop_database(&admin, &database).await?;
+            // Printed as soon as measured: a long run shows its tables as
+            // it goes.
+            println!("{}", report.render());
+            reports.push(report);
+        }
+        Ok(reports)
     };
     // Ctrl-C or SIGTERM still stops the private cluster (and the daemon
     // child, killed when its handle is dropped).
@@ -68,7 +99,34 @@ async fn on_private_cluster(events: u64, dir: &std::path::Path) -> anyhow::Resul
     result
 }
 
-async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<Report> {
+async fn recreate_database(admin: &str, database: &str) -> anyhow::Result<()> {
+    drop_database(admin, database).await?;
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("Failed to create the database {database}"))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+async fn drop_database(admin: &str, database: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("Failed to drop the database {database}"))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+async fn measure(
+    url: &str,
+    profile: Profile,
+    events: u64,
+    pg_version: String,
+    with_waiters: bool,
+) -> anyhow::Result<Report> {
     let pool = crate::app::connect(url, 8).await?;
     {
         let mut conn = pool.acquire().await?;
@@ -76,17 +134,20 @@ async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<R
             .await
             .context("Failed to migrate")?;
     }
-    let mut report = Report::new(pg_version);
-    eprintln!(
-        "bench: read-your-writes wake-up, {} waiters…",
-        waiters::WAITERS
-    );
-    // Its own threads and runtime: off this (actix) thread.
-    report.wake = tokio::task::spawn_blocking(waiters::wake_latencies).await??;
+    let mut report = Report::new(pg_version, profile);
+    eprintln!("bench: profile {}", profile.name());
+    if with_waiters {
+        eprintln!(
+            "bench: read-your-writes wake-up, {} waiters…",
+            waiters::WAITERS
+        );
+        // Its own threads and runtime: off this (actix) thread.
+        report.wake = Some(tokio::task::spawn_blocking(waiters::wake_latencies).await??);
+    }
     let first = events * 9 / 10;
     eprintln!("bench: appending {first} events (90 %)…");
     let started = Instant::now();
-    let appended = append_events(&pool, first, 1).await?;
+    let appended = append_events(&pool, profile, first, 1).await?;
     report.append_eps = appended as f64 / started.elapsed().as_secs_f64();
     let mut expected = appended;
 
@@ -100,13 +161,13 @@ async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<R
 
     eprintln!("bench: snapshot at 90 %, then the last 10 %…");
     report.snapshot_ok = daemon::run_command(url, &["snapshot"]).await?.0;
-    expected += append_events(&pool, events - first, 2).await?;
+    expected += append_events(&pool, profile, events - first, 2).await?;
     d.wait_for_applied(expected).await?;
 
     eprintln!("bench: latency, idle and under 2,000 events/s…");
     report.idle = probe::latencies(&pool, 200).await?;
     expected += report.idle.count as u64;
-    let (loaded, load_events) = probe::latencies_under_load(&pool, 200, 2000).await?;
+    let (loaded, load_events) = probe::latencies_under_load(&pool, profile, 200, 2000).await?;
     report.loaded = loaded;
     expected += report.loaded.count as u64 + load_events;
     d.wait_for_applied(expected).await?;
@@ -126,18 +187,29 @@ async fn measure(url: &str, events: u64, pg_version: String) -> anyhow::Result<R
     let (rows, secs) = reference::set_based_limit(&pool).await?;
     report.limit_rows = rows;
     report.limit_secs = secs;
+    let (sample, secs) = reference::per_event_pipelined(&pool, url, PIPELINED_SAMPLE).await?;
+    report.pipelined_events = sample;
+    report.pipelined_secs = secs;
     report.total_events = expected;
+    report.note_load();
     pool.close().await;
     Ok(report)
 }
 
-/// Appends generated flows until at least `events` events; returns how many.
-async fn append_events(pool: &sqlx::PgPool, events: u64, seed: u64) -> anyhow::Result<u64> {
+/// Appends generated flows of `profile` for about `events` events; returns
+/// how many were appended.
+async fn append_events(
+    pool: &sqlx::PgPool,
+    profile: Profile,
+    events: u64,
+    seed: u64,
+) -> anyhow::Result<u64> {
     let args = GenerateArgs {
-        orders: events.div_ceil(EVENTS_PER_ORDER).max(1),
+        orders: ((events as f64 / profile.events_per_flow()).ceil() as u64).max(1),
         tenants: 4,
         rate: 0,
         seed,
+        profile,
     };
     let summary = append_flows(pool, &args, true).await?;
     Ok(summary.events - summary.duplicates)

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::generate::FlowGenerator;
+use crate::generate::{FlowGenerator, Profile};
 
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,6 +18,8 @@ pub struct Latencies {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Events/s the load writer reached meanwhile (0 when idle).
+    pub load_eps: f64,
 }
 
 impl Latencies {
@@ -29,6 +31,7 @@ impl Latencies {
             p50_ms: at(0.50),
             p99_ms: at(0.99),
             max_ms: samples.last().copied().unwrap_or(0.0),
+            load_eps: 0.0,
         }
     }
 }
@@ -51,17 +54,21 @@ pub async fn latencies(pool: &PgPool, n: usize) -> anyhow::Result<Latencies> {
 /// Returns the latencies and the number of load events appended.
 pub async fn latencies_under_load(
     pool: &PgPool,
+    profile: Profile,
     n: usize,
     rate: u64,
 ) -> anyhow::Result<(Latencies, u64)> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = actix_rt::spawn(load(pool.clone(), rate, stop.clone()));
+    let writer = actix_rt::spawn(load(pool.clone(), profile, rate, stop.clone()));
+    let started = Instant::now();
     let result = latencies(pool, n).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let appended = writer
         .await
         .map_err(|e| anyhow::anyhow!("load writer failed: {e}"))??;
-    Ok((result?, appended))
+    let mut latencies = result?;
+    latencies.load_eps = appended as f64 / started.elapsed().as_secs_f64();
+    Ok((latencies, appended))
 }
 
 /// Appends ~rate/100 events every 10 ms until stopped: small transactions,
@@ -69,10 +76,11 @@ pub async fn latencies_under_load(
 /// it is open — see docs/eventlog.md).
 async fn load(
     pool: PgPool,
+    profile: Profile,
     rate: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<u64> {
-    let mut gen = FlowGenerator::new(99, 2);
+    let mut gen = FlowGenerator::with_profile(99, 2, profile);
     let mut pending: Vec<Event> = Vec::new();
     let mut appended = 0u64;
     let started = Instant::now();
@@ -80,9 +88,13 @@ async fn load(
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tick.tick().await;
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-        let want = due.saturating_sub(appended) as usize;
-        while pending.len() < want {
-            pending.extend(gen.next_flow());
+        // At most a few ticks' worth per append: a writer that falls behind
+        // stays behind (the rate reached is reported) instead of appending
+        // ever larger transactions, each holding every reader back while
+        // it is open.
+        let want = (due.saturating_sub(appended) as usize).min(per_tick_cap(rate));
+        if pending.len() < want {
+            pending.extend(gen.take(want - pending.len(), u64::MAX));
         }
         // Whole flows only would be simpler, but the rate must hold: split
         // at `want`, the rest waits for the next tick (stream order is kept).
@@ -91,6 +103,11 @@ async fn load(
         appended += outcomes.iter().filter(|o| !o.duplicate).count() as u64;
     }
     Ok(appended)
+}
+
+/// Events one 10 ms tick may append at most: four ticks' worth.
+fn per_tick_cap(rate: u64) -> usize {
+    (rate as usize / 100 * 4).max(1)
 }
 
 async fn one_probe(

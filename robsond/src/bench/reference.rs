@@ -104,3 +104,101 @@ pub async fn set_based_limit(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
     let _ = conn.close().await;
     Ok((rows, secs))
 }
+
+/// Rows per pipelined transaction of the per-event reference.
+const EVENTS_PER_TRANSACTION: usize = 500;
+
+/// The projection row each handled event of the sample lands in, in log
+/// order: (table, final row as JSON). Joined on the payload's ids as text,
+/// so a payload that is not a valid id simply matches nothing.
+const EVENT_ROWS: &str = r#"
+WITH ev AS (
+    SELECT tx_id::text::int8 AS t, global_position AS g, tenant_id, event_type, payload
+      FROM event_log ORDER BY tx_id, global_position LIMIT $1)
+SELECT tbl, row_json FROM (
+    SELECT 'orders_current' AS tbl, to_jsonb(o)::text AS row_json, t, g FROM ev
+      JOIN orders_current o ON o.tenant_id = ev.tenant_id AND o.order_id::text = ev.payload->>'order_id'
+     WHERE ev.event_type LIKE 'ORDER\_%' OR ev.event_type = 'FILL_RECEIVED'
+    UNION ALL
+    SELECT 'positions_current', to_jsonb(p)::text, t, g FROM ev
+      JOIN positions_current p ON p.tenant_id = ev.tenant_id AND p.position_id::text = ev.payload->>'position_id'
+     WHERE ev.event_type LIKE 'POSITION\_%'
+    UNION ALL
+    SELECT 'balances_current', to_jsonb(b)::text, t, g FROM ev
+      JOIN balances_current b ON b.tenant_id = ev.tenant_id AND b.account_id::text = ev.payload->>'account_id'
+                             AND b.asset = ev.payload->>'asset'
+     WHERE ev.event_type = 'BALANCE_SAMPLED'
+    UNION ALL
+    SELECT 'risk_state_current', to_jsonb(r)::text, t, g FROM ev
+      JOIN risk_state_current r ON r.tenant_id = ev.tenant_id AND r.account_id::text = ev.payload->>'account_id'
+                               AND r.strategy_id::text IS NOT DISTINCT FROM ev.payload->>'strategy_id'
+     WHERE ev.event_type LIKE 'RISK\_CHECK\_%'
+    UNION ALL
+    SELECT 'strategy_state_current', to_jsonb(s)::text, t, g FROM ev
+      JOIN strategy_state_current s ON s.tenant_id = ev.tenant_id AND s.strategy_id::text = ev.payload->>'strategy_id'
+     WHERE ev.event_type LIKE 'STRATEGY\_%'
+) rows ORDER BY t, g
+"#;
+
+/// The per-event pipelined limit: for each of the first `n` events of the
+/// log, one upsert of the row it lands in (its final content), into empty
+/// copies, the upserts of 500 events pipelined in one transaction (through
+/// `tokio-postgres`, which pipelines requests in flight on one connection:
+/// sqlx waits for each answer). The least a projector writing one row per
+/// event could cost. Returns (events of the sample, seconds).
+pub async fn per_event_pipelined(pool: &PgPool, url: &str, n: u64) -> anyhow::Result<(u64, f64)> {
+    let mut conn = pool.acquire().await?.detach();
+    let rows: Vec<(String, String)> = sqlx::query_as(EVENT_ROWS)
+        .bind(n as i64)
+        .fetch_all(&mut conn)
+        .await?;
+    let sample: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM event_log LIMIT $1) e")
+            .bind(n as i64)
+            .fetch_one(&mut conn)
+            .await?;
+    scratch(&mut conn, "bench_pipe").await?;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = actix_rt::spawn(connection);
+    let mut statements = std::collections::HashMap::new();
+    for table in READ_MODELS.iter() {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns
+              WHERE table_schema = 'bench_pipe' AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table.name)
+        .fetch_all(&mut conn)
+        .await?;
+        let set: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO bench_pipe.{t} SELECT * FROM jsonb_populate_record(NULL::bench_pipe.{t}, $1::text::jsonb) \
+             ON CONFLICT ({key}) DO UPDATE SET {set}",
+            t = table.name,
+            key = table.key.join(", "),
+            set = set.join(", "),
+        );
+        statements.insert(table.name, client.prepare(&sql).await?);
+    }
+    let started = Instant::now();
+    for chunk in rows.chunks(EVENTS_PER_TRANSACTION) {
+        client.batch_execute("BEGIN").await?;
+        let upserts = chunk.iter().filter_map(|(table, row)| {
+            let statement = statements.get(table.as_str())?;
+            let param: &(dyn tokio_postgres::types::ToSql + Sync) = row;
+            Some(client.execute_raw(statement, [param]))
+        });
+        futures::future::try_join_all(upserts).await?;
+        client.batch_execute("COMMIT").await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(client);
+    let _ = driver.await;
+    sqlx::raw_sql("DROP SCHEMA bench_pipe CASCADE")
+        .execute(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    Ok((sample.max(0) as u64, secs))
+}

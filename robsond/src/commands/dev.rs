@@ -210,6 +210,7 @@ async fn live_flow(pool: sqlx::PgPool, orders: u64, rate: u32) {
             tenants: TENANTS,
             rate,
             seed,
+            profile: crate::generate::Profile::Mixed,
         };
         match append_flows(&pool, &args, false).await {
             Ok(done) => tracing::info!(

@@ -11,17 +11,16 @@ use crate::cli::GenerateArgs;
 use crate::config::DatabaseConfig;
 use crate::generate::FlowGenerator;
 
-/// Orders whose flows go into one batch append (one round trip) at full
-/// speed; at a set rate, fewer, so the flow is steady rather than bursty
-/// (about ten appends a second).
-const ORDERS_PER_APPEND: u64 = 50;
+/// Events that go into one batch append (one round trip) at full speed; at
+/// a set rate, fewer, so the flow is steady rather than bursty (about ten
+/// appends a second).
+const EVENTS_PER_APPEND: usize = 450;
 
-fn orders_per_append(rate: u32) -> u64 {
+fn events_per_append(rate: u32) -> usize {
     if rate == 0 {
-        ORDERS_PER_APPEND
+        EVENTS_PER_APPEND
     } else {
-        // A flow is about 9 events.
-        (u64::from(rate) / 90).clamp(1, ORDERS_PER_APPEND)
+        (rate as usize / 10).clamp(1, EVENTS_PER_APPEND)
     }
 }
 
@@ -32,6 +31,7 @@ pub async fn run(db: &DatabaseConfig, args: GenerateArgs) -> anyhow::Result<()> 
         "{}",
         serde_json::json!({
             "orders": args.orders,
+            "profile": args.profile.name(),
             "events": summary.events,
             "duplicates": summary.duplicates,
             "seconds": summary.elapsed.as_secs_f64(),
@@ -54,7 +54,7 @@ pub async fn append_flows(
     args: &GenerateArgs,
     progress: bool,
 ) -> anyhow::Result<Summary> {
-    let mut gen = FlowGenerator::new(args.seed, args.tenants);
+    let mut gen = FlowGenerator::with_profile(args.seed, args.tenants, args.profile);
     let bar = if progress {
         ProgressBar::new(args.orders)
     } else {
@@ -70,17 +70,17 @@ pub async fn append_flows(
         duplicates: 0,
         elapsed: Duration::ZERO,
     };
-    let mut done = 0;
-    while done < args.orders {
-        let n = orders_per_append(args.rate).min(args.orders - done);
-        let events = gen.events(n);
+    loop {
+        let events = gen.take(events_per_append(args.rate), args.orders);
+        if events.is_empty() {
+            break;
+        }
         let outcomes = robson_eventlog::append_batch(pool, &events)
             .await
             .context("Failed to append generated events")?;
         summary.duplicates += outcomes.iter().filter(|o| o.duplicate).count() as u64;
         summary.events += outcomes.len() as u64;
-        done += n;
-        bar.set_position(done);
+        bar.set_position(gen.flows_started());
         if args.rate > 0 {
             // Hold the average at `rate` events per second.
             let due = Duration::from_secs_f64(summary.events as f64 / f64::from(args.rate));

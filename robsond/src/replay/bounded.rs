@@ -36,7 +36,7 @@ pub(super) async fn project_to_live(
         let rows: Vec<EventRow> = sqlx::query_as(&sql)
             .bind(cursor)
             .bind(head)
-            .bind(replayer.batch_size)
+            .bind(replayer.window())
             .fetch_all(&mut *conn)
             .await?;
         let events: Vec<EventEnvelope> = rows.into_iter().map(EventEnvelope::from).collect();
@@ -44,7 +44,7 @@ pub(super) async fn project_to_live(
             return Ok(());
         };
         cursor = last.global_position;
-        replayer.apply(conn, &events).await?;
+        replayer.apply(conn, events).await?;
     }
 }
 
@@ -92,7 +92,7 @@ pub(super) async fn catch_up_to_live(
         if until == Until::PassStart {
             cursor = last.stream_key.clone();
         }
-        let outcome = replayer.apply(conn, &events).await?;
+        let outcome = replayer.apply(conn, events).await?;
         let moved =
             outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
         if moved == 0 {

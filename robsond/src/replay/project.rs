@@ -3,6 +3,14 @@
 //! applied with the daemon's own `apply_batch` (retried when it fails
 //! transiently), and the operator's decisions replayed on the streams that
 //! park (see `decisions`).
+//!
+//! Outside a transaction a window of the log is applied by [`WORKERS`]
+//! connections at once, each the streams of one partition (per stream the
+//! order is the log's, as in the daemon), and the decisions are replayed
+//! once every worker is done with the window. The shadow's commits do not
+//! wait for the WAL flush (`synchronous_commit = off`): a crash loses at
+//! most a shadow that is dropped and rebuilt anyway; the swap, the one
+//! commit that counts, is synchronous.
 
 use std::collections::HashSet;
 
@@ -13,9 +21,43 @@ use sqlx::{Connection, PgConnection};
 
 use super::{decisions, ReplayError};
 use crate::daemon::retry::Retry;
+use crate::partition::partition_of;
 
 /// Attempts at a batch that fails transiently before the replay gives up.
 const MAX_BATCH_ATTEMPTS: u32 = 5;
+
+/// Connections that apply a window of the log in parallel.
+pub(super) const WORKERS: usize = 4;
+/// Events read per window: this many batches (split among the workers).
+const BATCHES_PER_WINDOW: i64 = 8;
+
+/// Connections like the shadow's (same `search_path`) that apply the
+/// partitions of a window in parallel; commits not waiting for the WAL
+/// flush; no JIT (as the daemon's connections).
+pub(super) async fn connect_workers(
+    url: &str,
+    shadow: &mut PgConnection,
+) -> Result<Vec<PgConnection>, ReplayError> {
+    sqlx::raw_sql("SET synchronous_commit = off; SET jit = off")
+        .execute(&mut *shadow)
+        .await?;
+    let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+        .fetch_one(&mut *shadow)
+        .await?;
+    let mut workers = Vec::with_capacity(WORKERS);
+    for _ in 0..WORKERS {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::query("SELECT set_config('search_path', $1, false)")
+            .bind(&path)
+            .execute(&mut conn)
+            .await?;
+        sqlx::raw_sql("SET synchronous_commit = off; SET jit = off")
+            .execute(&mut conn)
+            .await?;
+        workers.push(conn);
+    }
+    Ok(workers)
+}
 
 /// What a replay did, event by event (the daemon's outcome categories).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -56,6 +98,8 @@ pub(super) struct Replayer<'a> {
     /// (stream, seq) already retried in this replay: a retry that fails
     /// again parks again, and is not retried twice.
     pub retried: HashSet<(String, i64)>,
+    /// Connections applying windows in parallel (none: all on the caller's).
+    pub workers: Vec<PgConnection>,
 }
 
 impl<'a> Replayer<'a> {
@@ -74,6 +118,23 @@ impl<'a> Replayer<'a> {
             catch_up_resumed,
             counts: ReplayCounts::default(),
             retried: HashSet::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    /// Events read at once: several batches when workers share them out.
+    pub fn window(&self) -> i64 {
+        if self.workers.is_empty() {
+            self.batch_size
+        } else {
+            self.batch_size * BATCHES_PER_WINDOW
+        }
+    }
+
+    /// Closes the workers' connections.
+    pub async fn close_workers(&mut self) {
+        for conn in self.workers.drain(..) {
+            let _ = conn.close().await;
         }
     }
 
@@ -82,39 +143,69 @@ impl<'a> Replayer<'a> {
     pub async fn apply(
         &mut self,
         conn: &mut PgConnection,
-        events: &[EventEnvelope],
+        events: Vec<EventEnvelope>,
     ) -> Result<BatchOutcome, ReplayError> {
-        let outcome = self.apply_with_retry(conn, events).await?;
-        self.counts.events_read += events.len() as u64;
+        let read = events.len() as u64;
+        let outcome = if self.workers.is_empty() || conn.is_in_transaction() {
+            apply_with_retry(conn, &events, self.policy).await?
+        } else {
+            self.apply_in_parallel(events).await?
+        };
+        self.counts.events_read += read;
         self.counts.add(&outcome);
-        self.bar.inc(events.len() as u64);
+        self.bar.inc(read);
         if !outcome.newly_parked.is_empty() {
             decisions::replay(conn, self).await?;
         }
         Ok(outcome)
     }
 
-    /// `apply_batch`, retried after a transient failure when the batch is
-    /// its own transaction (inside the caller's, the caller retries).
-    async fn apply_with_retry(
+    /// `events` split by partition, each part applied on its worker, all
+    /// at once; returns when every part is committed.
+    async fn apply_in_parallel(
         &mut self,
-        conn: &mut PgConnection,
-        events: &[EventEnvelope],
+        events: Vec<EventEnvelope>,
     ) -> Result<BatchOutcome, ReplayError> {
-        let attempts = if conn.is_in_transaction() {
-            1
-        } else {
-            MAX_BATCH_ATTEMPTS
-        };
-        let mut retry = Retry::new("Transient failure replaying a batch").at_most(attempts);
-        loop {
-            match apply_batch(&mut *conn, events, self.policy).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(err) => retry
-                    .after(err, std::future::pending())
-                    .await
-                    .map_err(|gave_up| gave_up.into_error())?,
-            }
+        let n = self.workers.len();
+        let mut parts: Vec<Vec<EventEnvelope>> = (0..n).map(|_| Vec::new()).collect();
+        for e in events {
+            parts[partition_of(&e.stream_key, n)].push(e);
+        }
+        let policy = self.policy;
+        let work = self
+            .workers
+            .iter_mut()
+            .zip(&parts)
+            .filter(|(_, part)| !part.is_empty())
+            .map(|(conn, part)| apply_with_retry(conn, part, policy));
+        let mut outcome = BatchOutcome::default();
+        for part in futures::future::try_join_all(work).await? {
+            outcome.merge(part);
+        }
+        Ok(outcome)
+    }
+}
+
+/// `apply_batch`, retried after a transient failure when the batch is its
+/// own transaction (inside the caller's, the caller retries).
+async fn apply_with_retry(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    policy: PoisonPolicy,
+) -> Result<BatchOutcome, ReplayError> {
+    let attempts = if conn.is_in_transaction() {
+        1
+    } else {
+        MAX_BATCH_ATTEMPTS
+    };
+    let mut retry = Retry::new("Transient failure replaying a batch").at_most(attempts);
+    loop {
+        match apply_batch(&mut *conn, events, policy).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(err) => retry
+                .after(err, std::future::pending())
+                .await
+                .map_err(|gave_up| gave_up.into_error())?,
         }
     }
 }
@@ -146,12 +237,12 @@ pub(super) async fn read_log(
     };
     let mut position = from;
     loop {
-        let events = read_committed(&mut *conn, position, replayer.batch_size).await?;
+        let events = read_committed(&mut *conn, position, replayer.window()).await?;
         let Some(last) = events.last() else {
             return Ok(position);
         };
         position = last.position();
-        replayer.apply(conn, &events).await?;
+        replayer.apply(conn, events).await?;
         if target.is_some_and(|t| position >= t) {
             return Ok(position);
         }

@@ -22,7 +22,7 @@ use robson_projector::{contention, Contention, PoisonPolicy, ProjectionError};
 use sqlx::{Connection, PgConnection};
 
 use super::bounded::catch_up_to_live;
-use super::project::{count_after, read_log, ReplayCounts, Replayer, Until};
+use super::project::{connect_workers, count_after, read_log, ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, REBUILD_SCHEMA};
 use super::snapshot::{self, SnapshotInfo};
 use super::{decisions, history, qualified_list, tables, ReplayError};
@@ -69,7 +69,7 @@ pub async fn rebuild(
 ) -> Result<Rebuilt, ReplayError> {
     let started = Instant::now();
     let mut shadow = Shadow::create(url, REBUILD_SCHEMA).await?;
-    match build_and_swap(&mut shadow, options, bar).await {
+    match build_and_swap(url, &mut shadow, options, bar).await {
         Ok(mut rebuilt) => {
             shadow.close().await?;
             rebuilt.elapsed = started.elapsed();
@@ -85,6 +85,7 @@ pub async fn rebuild(
 }
 
 async fn build_and_swap(
+    url: &str,
     shadow: &mut Shadow,
     options: RebuildOptions,
     bar: &ProgressBar,
@@ -103,6 +104,7 @@ async fn build_and_swap(
     let start = snapshot.as_ref().map_or(Position::START, |s| s.position);
     bar.set_length(count_after(conn, start).await?);
     let mut replayer = Replayer::new(options.policy, options.batch_size, bar, live.clone(), true);
+    replayer.workers = connect_workers(url, conn).await?;
     // Decisions taken since the snapshot apply to its parked streams.
     decisions::replay(conn, &mut replayer).await?;
     let (mut position, mut attempt) = (start, 1);
@@ -116,13 +118,14 @@ async fn build_and_swap(
         );
         match swap(conn, &live, &schema, position, &mut replayer).await {
             Ok(locked_for) => {
+                replayer.close_workers().await;
                 return Ok(Rebuilt {
                     snapshot,
                     events_during_swap: replayer.counts.events_read - before,
                     counts: replayer.counts,
                     locked_for,
                     elapsed: Duration::ZERO,
-                })
+                });
             }
             Err(err) if attempt < SWAP_ATTEMPTS && is_contention(&err) => {
                 // The attempt was rolled back, and so was what it replayed.
@@ -154,6 +157,11 @@ async fn swap(
     replayer: &mut Replayer<'_>,
 ) -> Result<Duration, ReplayError> {
     let mut tx = conn.begin().await?;
+    // The commit that counts waits for the WAL flush (and with it every
+    // shadow commit before it): see `project`.
+    sqlx::query("SET LOCAL synchronous_commit = on")
+        .execute(&mut *tx)
+        .await?;
     let timeout = format!("SET LOCAL lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis());
     sqlx::query(&timeout).execute(&mut *tx).await?;
     let lock = format!(

@@ -18,7 +18,7 @@ use sqlx::Connection;
 
 use super::bounded::{catch_up_to_live, project_to_live};
 use super::compare::{compare, DriftReport};
-use super::project::{ReplayCounts, Replayer, Until};
+use super::project::{connect_workers, ReplayCounts, Replayer, Until};
 use super::schema::{Shadow, VERIFY_SCHEMA};
 use super::{tables, ReplayError};
 
@@ -49,7 +49,7 @@ pub async fn verify(
 ) -> Result<Verified, ReplayError> {
     let started = Instant::now();
     let mut shadow = Shadow::create(url, VERIFY_SCHEMA).await?;
-    let result = project_and_compare(&mut shadow, options, bar).await;
+    let result = project_and_compare(url, &mut shadow, options, bar).await;
     let dropped = shadow.discard().await;
     let (report, counts, locked_for) = result?;
     dropped?;
@@ -62,6 +62,7 @@ pub async fn verify(
 }
 
 async fn project_and_compare(
+    url: &str,
     shadow: &mut Shadow,
     options: VerifyOptions,
     bar: &ProgressBar,
@@ -76,8 +77,10 @@ async fn project_and_compare(
     .await?;
     bar.set_length(total.max(0) as u64);
     let mut replayer = Replayer::new(options.policy, options.batch_size, bar, live.clone(), false);
+    replayer.workers = connect_workers(url, conn).await?;
     project_to_live(conn, &mut replayer).await?;
     catch_up_to_live(conn, &mut replayer, Until::PassStart).await?;
+    replayer.close_workers().await;
 
     let mut tx = conn.begin().await?;
     // Progress in EXCLUSIVE mode (plain reads still pass): every projector

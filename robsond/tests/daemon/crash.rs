@@ -56,3 +56,62 @@ async fn ten_kill_9s_during_a_catch_up_leave_the_tables_of_one_clean_run() {
     daemon.stop().await;
     assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
 }
+
+/// The largest batches catch-up growth makes: one partition, a base window
+/// of 4,000 events (ROBSON_BATCH_SIZE) grown to 16,000 (the poller's
+/// `MAX_GROWN_WINDOW`), all one batch, one transaction.
+const LARGEST_BATCHES: [(&str, &str); 2] =
+    [("ROBSON_PARTITIONS", "1"), ("ROBSON_BATCH_SIZE", "4000")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn kill_9s_during_a_catch_up_in_the_largest_batches_leave_the_tables_of_one_clean_run() {
+    let db = TestDb::new().await;
+    let mut flows_seed = 100;
+    let mut total = append_flows(&db.pool, flows_seed, 80_000).await;
+    let seed: u64 = rand::random();
+    eprintln!("kill delays from seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut grown = false;
+    for kill in 1..=3 {
+        let backlog = unprojected(&db.pool).await;
+        if backlog < 40_000 {
+            flows_seed += 1;
+            total += append_flows(&db.pool, flows_seed, (40_000 - backlog) as usize).await;
+        }
+        let mut daemon = Daemon::spawn(&db.url, &LARGEST_BATCHES);
+        daemon.wait_live().await;
+        let before = projected(&db.pool).await;
+        // Kill once the first grown batch committed, at a random moment of
+        // the next ones (so during or between large transactions).
+        let client = crate::support::http();
+        let started = std::time::Instant::now();
+        loop {
+            daemon.assert_running("before its kill");
+            let metrics = crate::support::get_text(&client, &daemon.url("/metrics")).await;
+            let count = crate::support::metric_sum(&metrics, "robson_batch_size_count", "");
+            let sum = crate::support::metric_sum(&metrics, "robson_batch_size_sum", "");
+            if count > 0.0 && sum / count > 4_000.0 {
+                grown = true;
+                break;
+            }
+            if count >= 3.0 || started.elapsed() > std::time::Duration::from_secs(120) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(0..=800))).await;
+        daemon.assert_running("before its kill");
+        daemon.kill().await;
+        let done = projected(&db.pool).await;
+        eprintln!("kill {kill}: {before} → {done} of {total} events projected");
+    }
+    assert!(
+        grown,
+        "no batch larger than ROBSON_BATCH_SIZE was ever projected"
+    );
+    let mut daemon = Daemon::start(&db.url, &LARGEST_BATCHES).await;
+    wait_caught_up(&db.pool, &mut daemon).await;
+    daemon.stop().await;
+    assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
+}

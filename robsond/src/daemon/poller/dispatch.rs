@@ -9,13 +9,14 @@ use super::super::projector::Batch;
 use super::{is_failing, route, PollerSetup};
 use crate::partition::partition_of;
 
-/// Routes a window to the partitions, in chunks of at most batch_size.
+/// Routes a window to the partitions, in chunks of at most `batch` events.
 /// Events a partition was already given (at or before its `sent`, after a
 /// read again) are not sent twice; a stale partition is passed over.
 pub(super) async fn dispatch(
     setup: &PollerSetup,
     events: Vec<EventEnvelope>,
     upto: Position,
+    batch: usize,
     sent: &mut [Position],
     stale: &mut [bool],
 ) {
@@ -31,7 +32,7 @@ pub(super) async fn dispatch(
         if events.is_empty() {
             continue;
         }
-        let chunks = into_chunks(events, setup.batch_size);
+        let chunks = into_chunks(events, batch);
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let chunk_upto = if i == last {

@@ -39,6 +39,14 @@ use idle::advance_idle;
 use listen::{listen, wait_for_wakeup};
 use resume::resume_requested_streams;
 
+/// How far the read window (and with it the batches) may grow while reads
+/// come back full: to this many times the base window, at most
+/// [`MAX_GROWN_WINDOW`] events (memory: a window, plus per partition the
+/// batch in progress and [`super::projector::MAILBOX_CAPACITY`] queued).
+const CATCH_UP_GROWTH: i64 = 4;
+/// The largest window growth makes (a larger base window stays as it is).
+pub const MAX_GROWN_WINDOW: i64 = 16_000;
+
 /// What the poller needs; cloned into each restart.
 #[derive(Debug, Clone)]
 pub struct PollerSetup {
@@ -160,8 +168,12 @@ async fn run(setup: PollerSetup) {
 async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let setup = setup.clone();
     let partitions = setup.state.partitions.len();
-    let window = (setup.batch_size * partitions)
+    let base_window = (setup.batch_size * partitions)
         .clamp(setup.batch_size, 10_000.max(setup.batch_size)) as i64;
+    let max_window = (base_window * CATCH_UP_GROWTH)
+        .min(MAX_GROWN_WINDOW)
+        .max(base_window);
+    let mut window = base_window;
     let mut cursor = setup.start;
     // Per partition: the position its last batch covered.
     let mut sent: Vec<Position> = vec![setup.start; partitions];
@@ -210,14 +222,19 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         };
         retry.reset();
         let full = events.len() as i64 >= window;
+        // Far behind, batches grow with the window (more events folded per
+        // row write and per transaction); caught up, they are batch_size.
+        let batch = (window as usize / partitions).max(setup.batch_size);
         if let Some(last) = events.last() {
             let upto = last.position();
-            dispatch(&setup, events, upto, &mut sent, &mut stale).await;
+            dispatch(&setup, events, upto, batch, &mut sent, &mut stale).await;
             cursor = upto;
         }
         if full {
+            window = (window * 2).min(max_window);
             continue;
         }
+        window = base_window;
         advance_idle(&setup, cursor, &mut sent, &stale, &mut advanced).await;
         resume_requested_streams(&setup).await;
         if held_back(&setup, cursor).await {
