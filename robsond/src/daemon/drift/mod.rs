@@ -202,6 +202,9 @@ async fn connect(url: &Secret<String>) -> Result<PgConnection, sqlx::Error> {
         .log_statements(log::LevelFilter::Trace);
     match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
         Ok(conn) => conn,
-        Err(_) => Err(sqlx::Error::PoolTimedOut),
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting for the drift check timed out",
+        ))),
     }
 }
