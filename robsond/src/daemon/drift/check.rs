@@ -165,7 +165,7 @@ impl Replay<'_> {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let upto = progress(&mut *tx, self.stream_key).await?.unwrap_or(0);
+        let upto = progress(&mut tx, self.stream_key).await?.unwrap_or(0);
         if upto < self.folded_to {
             return Err(Stop::Unchecked(format!(
                 "progress went back from {} to {upto} (a rebuild?)",
