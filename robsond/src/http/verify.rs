@@ -3,40 +3,26 @@
 //! sample size, streams checked and mismatched) and, paged by stream key,
 //! the streams whose last check found a difference with each differing
 //! column's live and expected value. Served from memory (the checker's
-//! board): no query runs. Bad parameters are 400, checked first.
+//! board): no query runs. Values come from events, so it takes the read
+//! token like `/streams`; bad parameters are 400, checked first.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::error::{self, ApiError};
+use super::error::ApiError;
+use super::streams::Page;
 use super::HttpContext;
-
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    after: Option<String>,
-    limit: Option<i64>,
-}
-
-/// Mismatched streams per page at most.
-pub const MAX_PAGE: i64 = 1000;
 
 /// `after` is a stream key (empty or absent: from the first); `limit` 1 to
 /// 1000, 100 when absent.
 pub async fn report(
     ctx: web::Data<HttpContext>,
-    q: web::Query<Page>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let after = q.after.as_deref().filter(|a| !a.is_empty());
-    if let Some(after) = after {
-        error::stream_key("after", after)?;
-    }
-    // Range-checked to 1..=1000 above.
+    super::auth::read(&ctx, &req)?;
+    let q = web::Query::<Page>::from_query(req.query_string())
+        .map_err(|err| ApiError::bad_request(format!("expected ?after=KEY&limit=N: {err}")))?;
+    let (after, limit) = q.checked(100)?;
+    // Range-checked to 1..=1000 by `checked`.
     let page = ctx.state.drift.page(after, limit as usize);
     Ok(HttpResponse::Ok().json(page))
 }
