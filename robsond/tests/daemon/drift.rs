@@ -415,3 +415,36 @@ async fn a_stream_of_100k_events_is_checked_one_page_at_a_time() {
     assert_eq!(free.0, Value::from("99994.25"), "{found}");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn verify_takes_the_read_token_and_says_when_drift_detection_is_off() {
+    let db = TestDb::new().await;
+    let token = "read-0123456789abcdef";
+    let env = [
+        ("ROBSON_VERIFY_INTERVAL_SECS", "0"),
+        ("ROBSON_READ_TOKEN", token),
+    ];
+    let daemon = Daemon::start(&db.url, &env).await;
+    let client = http();
+    let (status, body) = get_json(&client, &daemon.url("/verify")).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let response = client
+        .get(daemon.url("/verify"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /verify");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        (
+            &body["enabled"],
+            &body["last_run"],
+            &body["mismatched_streams"]
+        ),
+        (&Value::Bool(false), &Value::Null, &Value::from(0)),
+        "{body}"
+    );
+}
