@@ -26,6 +26,7 @@ pub mod testing;
 
 pub use error::{classify, contention, Contention, ErrorClass, ErrorKind, ProjectionError};
 pub use store::{
-    apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, resume_stream,
-    BatchOutcome, DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError, Resumed,
+    apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, load_rows,
+    resume_stream, BatchOutcome, DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError,
+    Resumed,
 };

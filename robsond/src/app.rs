@@ -169,6 +169,7 @@ impl Starting {
             batch_size: config.batch_size,
             poll_interval: config.poll_interval,
             checkpoints,
+            drift: config.verify,
         })
         .start();
         self.state.started.store(true, Ordering::Relaxed);

@@ -88,6 +88,8 @@ pub struct RawConfig {
     pub robson_read_token: Option<Secret<String>>,
     pub robson_instance_id: Option<String>,
     pub robson_log_format: Option<String>,
+    pub robson_verify_interval_secs: Option<String>,
+    pub robson_verify_sample: Option<String>,
     pub rust_log: Option<String>,
     pub hostname: Option<String>,
 }
@@ -175,6 +177,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The tracing filter directive (RUST_LOG), not yet parsed.
     pub log_filter: String,
+    /// Drift detection (ROBSON_VERIFY_INTERVAL_SECS, ROBSON_VERIFY_SAMPLE).
+    pub verify: crate::daemon::drift::DriftConfig,
 }
 
 /// An integer variable: name, default, smallest and largest accepted value.
@@ -188,6 +192,9 @@ const DB_MAX_CONNECTIONS: IntVar = IntVar("ROBSON_DB_MAX_CONNECTIONS", 16, 2, 10
 const SHUTDOWN_TIMEOUT_SECS: IntVar = IntVar("ROBSON_SHUTDOWN_TIMEOUT_SECS", 30, 1, 3600);
 const MAX_LAG_SECONDS: IntVar = IntVar("ROBSON_HEALTH_MAX_LAG_SECONDS", 30, 1, u64::MAX);
 const MAX_LAG_EVENTS: IntVar = IntVar("ROBSON_HEALTH_MAX_LAG_EVENTS", 10_000, 1, u64::MAX);
+// 0 turns drift detection off; a week is the longest interval worth having.
+const VERIFY_INTERVAL_SECS: IntVar = IntVar("ROBSON_VERIFY_INTERVAL_SECS", 300, 0, 604_800);
+const VERIFY_SAMPLE: IntVar = IntVar("ROBSON_VERIFY_SAMPLE", 200, 1, 100_000);
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -233,7 +240,7 @@ impl Config {
         let max_lag_secs = int(&raw.robson_health_max_lag_seconds, MAX_LAG_SECONDS)?;
         let on_poison = [("park", PoisonPolicy::Park), ("skip", PoisonPolicy::Skip)];
         let log_format = [("text", LogFormat::Text), ("json", LogFormat::Json)];
-        // The casts convert values range-checked to at most 10_000.
+        // The casts convert values range-checked to at most 100_000.
         Ok(Self {
             database,
             http_addr,
@@ -249,6 +256,13 @@ impl Config {
             instance_id,
             log_format: choice(&raw.robson_log_format, "ROBSON_LOG_FORMAT", log_format)?,
             log_filter: set(raw.rust_log.as_deref()).unwrap_or("info").to_owned(),
+            verify: crate::daemon::drift::DriftConfig {
+                interval: Duration::from_secs(int(
+                    &raw.robson_verify_interval_secs,
+                    VERIFY_INTERVAL_SECS,
+                )?),
+                sample: int(&raw.robson_verify_sample, VERIFY_SAMPLE)? as usize,
+            },
         })
     }
 }

@@ -101,6 +101,14 @@ pub struct Metrics {
     pub heartbeat_age_seconds: Gauge,
     /// 1 while the database answers, 0 otherwise.
     pub database_up: IntGauge,
+    /// Streams the drift check compared to the end (clean or not).
+    pub verify_checked_streams: IntCounter,
+    /// Streams the drift check found different from the log (each time).
+    pub verify_mismatched_streams: IntCounter,
+    /// Streams whose last drift check found a difference (standing).
+    pub verify_mismatched_streams_now: IntGauge,
+    /// When the last drift-check run ended (Unix seconds; 0 before any).
+    pub verify_last_run_timestamp_seconds: Gauge,
 }
 
 impl Metrics {
@@ -235,6 +243,34 @@ impl Metrics {
                 IntGauge::new(
                     "robson_database_up",
                     "1 while the database answers, 0 otherwise.",
+                )?,
+            )?,
+            verify_checked_streams: register(
+                r,
+                IntCounter::new(
+                    "robson_verify_checked_streams_total",
+                    "Streams the drift check re-projected and compared with the live rows.",
+                )?,
+            )?,
+            verify_mismatched_streams: register(
+                r,
+                IntCounter::new(
+                    "robson_verify_mismatched_streams_total",
+                    "Stream checks that found live rows differing from the log.",
+                )?,
+            )?,
+            verify_mismatched_streams_now: register(
+                r,
+                IntGauge::new(
+                    "robson_verify_mismatched_streams",
+                    "Streams whose last drift check found a difference.",
+                )?,
+            )?,
+            verify_last_run_timestamp_seconds: register(
+                r,
+                Gauge::new(
+                    "robson_verify_last_run_timestamp_seconds",
+                    "When the last drift-check run ended, in Unix seconds (0 before the first).",
                 )?,
             )?,
             registry,

@@ -21,6 +21,9 @@ pub use operator::{
     catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
     ResumeError, Resumed,
 };
+/// The stored rows under a fold's keys (read-only; used by the daemon's
+/// drift check to compare the live rows with a re-projection).
+pub use tables::load as load_rows;
 
 /// What happens to a stream when one of its events fails permanently
 /// (`ROBSON_ON_POISON`).

@@ -39,11 +39,17 @@ fn robsond(url: &str) -> anyhow::Result<Command> {
 impl Daemon {
     /// Starts the daemon at default settings on a free port.
     pub fn spawn(url: &str) -> anyhow::Result<Daemon> {
+        Daemon::spawn_with(url, &[])
+    }
+
+    /// [`Daemon::spawn`] with `env` on top of the defaults.
+    pub fn spawn_with(url: &str, env: &[(&str, &str)]) -> anyhow::Result<Daemon> {
         let port = crate::commands::dev::cluster::free_port()?;
         let http = format!("127.0.0.1:{port}");
         let child = robsond(url)?
             .arg("run")
             .env("ROBSON_HTTP_ADDR", &http)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .context("Failed to start robsond run")?;

@@ -16,6 +16,7 @@
 
 pub mod append;
 mod daemon;
+mod drift;
 pub mod probe;
 mod reference;
 mod report;
@@ -172,6 +173,7 @@ async fn measure(
     expected += report.loaded.count as u64 + load_events;
     d.wait_for_applied(expected).await?;
     d.stop().await?;
+    drift::phase(url, &pool).await?;
 
     eprintln!("bench: rebuild, full and from the snapshot…");
     report.rebuild_full_secs = daemon::timed_command(url, &["rebuild"]).await?;

@@ -40,6 +40,10 @@ fn defaults_apply_when_only_database_url_is_set() {
         (PoisonPolicy::Park, LogFormat::Text, "info")
     );
     assert!(c.admin_token.is_none());
+    assert_eq!(
+        (c.verify.interval, c.verify.sample),
+        (Duration::from_secs(300), 200)
+    );
     assert!(c.instance_id.ends_with(&format!("-{}", std::process::id())));
 }
 
@@ -48,7 +52,7 @@ fn empty_optional_variables_count_as_unset() {
     let names = "ROBSON_HTTP_ADDR ROBSON_PARTITIONS ROBSON_BATCH_SIZE ROBSON_POLL_INTERVAL_MS \
         ROBSON_DB_MAX_CONNECTIONS ROBSON_SHUTDOWN_TIMEOUT_SECS ROBSON_HEALTH_MAX_LAG_SECONDS \
         ROBSON_HEALTH_MAX_LAG_EVENTS ROBSON_ON_POISON ROBSON_ADMIN_TOKEN ROBSON_INSTANCE_ID \
-        ROBSON_LOG_FORMAT RUST_LOG";
+        ROBSON_LOG_FORMAT ROBSON_VERIFY_INTERVAL_SECS ROBSON_VERIFY_SAMPLE RUST_LOG";
     let empty: Vec<_> = names.split_whitespace().map(|n| (n, "")).collect();
     let c = config(&empty).expect("empty values are defaults");
     assert_eq!(
@@ -294,5 +298,23 @@ fn the_read_token_is_optional_hidden_and_at_least_16_characters() {
     assert_eq!(
         c.read_token.map(|t| t.expose().clone()).as_deref(),
         Some("read-0123456789abcdef")
+    );
+}
+
+#[test]
+fn drift_detection_is_turned_off_by_an_interval_of_zero_and_bounded_in_its_sample() {
+    let c = config(&[
+        ("ROBSON_VERIFY_INTERVAL_SECS", "0"),
+        ("ROBSON_VERIFY_SAMPLE", "5"),
+    ])
+    .expect("valid");
+    assert_eq!((c.verify.interval, c.verify.sample), (Duration::ZERO, 5));
+    assert_eq!(
+        error(&[("ROBSON_VERIFY_SAMPLE", "0")]),
+        "invalid configuration: ROBSON_VERIFY_SAMPLE=\"0\" is not valid: expected an integer from 1 to 100000"
+    );
+    assert_eq!(
+        error(&[("ROBSON_VERIFY_INTERVAL_SECS", "-1")]),
+        "invalid configuration: ROBSON_VERIFY_INTERVAL_SECS=\"-1\" is not valid: expected an integer from 0 to 604800"
     );
 }

@@ -5,6 +5,7 @@
 //! read-your-writes waiters. Business rules live in `robson-projector`;
 //! these actors own mailboxes, a little state and the wiring.
 
+pub mod drift;
 pub mod lifecycle;
 pub mod monitor;
 pub mod ownership;

@@ -110,6 +110,8 @@ pub struct DaemonState {
     pub shutting_down: AtomicBool,
     /// Stop, abort and layout-change signals (see `super::lifecycle`).
     pub lifecycle: super::lifecycle::Lifecycle,
+    /// What the drift check found (`GET /verify`, `/health`).
+    pub drift: super::drift::board::Board,
     /// Set by a projector whose batch did not commit: the poller reads again
     /// from this position (the oldest requested) before going on.
     rewind_to: Mutex<Option<Position>>,
@@ -138,6 +140,7 @@ impl DaemonState {
             lag: Mutex::new(LagSample::default()),
             shutting_down: AtomicBool::new(false),
             lifecycle: super::lifecycle::Lifecycle::default(),
+            drift: super::drift::board::Board::default(),
             rewind_to: Mutex::new(None),
         }
     }

@@ -19,6 +19,7 @@ use robson_eventlog::Position;
 use robson_projector::PoisonPolicy;
 use sqlx::PgPool;
 
+use super::drift::{self, DriftConfig, DriftSetup};
 use super::lifecycle::configured_partitions;
 use super::monitor::Monitor;
 use super::ownership::{Layout, Ownership};
@@ -49,6 +50,8 @@ pub struct SupervisorSetup {
     pub poll_interval: Duration,
     /// One per partition, from `projection_checkpoints`.
     pub checkpoints: Vec<Position>,
+    /// Drift detection (see [`super::drift`]).
+    pub drift: DriftConfig,
 }
 
 #[derive(Debug)]
@@ -67,6 +70,8 @@ pub struct DaemonSupervisor {
     started_projectors: Vec<actix::WeakAddr<Projector>>,
     /// The database holds another layout: no more rounds.
     adopting: bool,
+    /// The thread of the drift check, when it is on.
+    drift: Option<Arbiter>,
 }
 
 /// Threads for the projectors: one per core, at most one per partition. A
@@ -93,6 +98,7 @@ impl DaemonSupervisor {
             live_projectors: Arc::new(AtomicUsize::new(0)),
             started_projectors: Vec::new(),
             adopting: false,
+            drift: None,
         }
     }
 
@@ -345,6 +351,20 @@ impl Actor for DaemonSupervisor {
             metrics: s.metrics.clone(),
         };
         self.monitor = Some(monitor.start());
+        if !s.drift.interval.is_zero() {
+            // A thread of its own: folding a long stream must not hold up
+            // the poller on this one. It ends at the stop signal.
+            let arbiter = Arbiter::new();
+            arbiter.spawn(drift::run(DriftSetup {
+                database_url: s.database_url.clone(),
+                config: s.drift,
+                state: s.state.clone(),
+                metrics: s.metrics.clone(),
+            }));
+            self.drift = Some(arbiter);
+        } else {
+            s.state.drift.configure(0, s.drift.sample);
+        }
         tracing::info!(partitions = s.checkpoints.len(), "Supervisor started.");
         self.rebalance(ctx);
         ctx.run_interval(REBALANCE_EVERY, |act, ctx| {
@@ -457,6 +477,10 @@ impl Handler<Close> for DaemonSupervisor {
         }
         if let Some(monitor) = self.monitor.take() {
             monitor.do_send(Terminate);
+        }
+        // Its task has ended at the stop signal (set before Close).
+        if let Some(arbiter) = self.drift.take() {
+            arbiter.stop();
         }
         let ownership = self.ownership.take();
         let live = self.live_projectors.clone();

@@ -110,6 +110,12 @@ pub fn health_report(ctx: &HttpContext, lag: LagSample) -> HealthReport {
             degraded.push(format!("{} partitioned only {months} ahead", c.table_name));
         }
     }
+    let drifted = s.drift.mismatched_streams();
+    if drifted > 0 {
+        degraded.push(format!(
+            "drift: {drifted} streams differ from the log (GET /verify)"
+        ));
+    }
     let status = if !down.is_empty() {
         "down"
     } else if !degraded.is_empty() {

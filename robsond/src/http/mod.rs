@@ -1,5 +1,5 @@
 //! HTTP (SPEC §4.4): health, readiness, metrics, read-your-writes waits,
-//! per-stream progress and the admin endpoints, served by actix-web in the
+//! per-stream progress, the drift check's findings and the admin endpoints, served by actix-web in the
 //! daemon's actix System. `/health` and `/metrics` share one lag sample per
 //! 200 ms (`daemon::view`); `/wait` reads the database once per waiter;
 //! `/streams` and the admin endpoints query it. `GET /` is the operator
@@ -11,6 +11,7 @@ mod console;
 pub mod error;
 mod health;
 mod streams;
+mod verify;
 mod wait;
 
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ pub fn serve(ctx: HttpContext, addr: SocketAddr) -> std::io::Result<(Server, Soc
             .route("/metrics", web::get().to(metrics))
             .route("/streams", web::get().to(streams::list))
             .route("/wait", web::get().to(wait::wait))
+            .route("/verify", web::get().to(verify::report))
             .service(admin::scope())
             .configure(console::configure)
             .service(console::scope())

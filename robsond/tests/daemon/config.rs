@@ -42,6 +42,11 @@ async fn each_invalid_setting_stops_the_daemon_with_exit_2_and_one_line_naming_i
         ("ROBSON_LOG_FORMAT", Some("xml")),
         ("ROBSON_HTTP_ADDR", Some("nonsense")),
         ("ROBSON_ADMIN_TOKEN", Some("tooShortTok1")),
+        ("ROBSON_VERIFY_INTERVAL_SECS", Some("-1")),
+        ("ROBSON_VERIFY_INTERVAL_SECS", Some("5m")),
+        ("ROBSON_VERIFY_INTERVAL_SECS", Some("604801")),
+        ("ROBSON_VERIFY_SAMPLE", Some("0")),
+        ("ROBSON_VERIFY_SAMPLE", Some("many")),
     ];
     for (var, value) in cases {
         let mut env = vec![("DATABASE_URL", UNREACHABLE), ("RUST_LOG", "debug")];

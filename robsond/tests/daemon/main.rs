@@ -18,6 +18,7 @@ mod adversarial;
 mod cli_help;
 mod config;
 mod crash;
+mod drift;
 mod fixture;
 mod generate;
 mod hostile;

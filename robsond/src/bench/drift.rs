@@ -1,0 +1,113 @@
+//! The cost of drift detection (`ROBSON_BENCH_DRIFT=1 robsond bench …`):
+//! on the events the benchmark appended, cold catch-up with the drift check
+//! off and on (every second, 200 streams: 300 times the default rate),
+//! alternated off, on, off, on so that a trend of the machine's load does
+//! not favour either, then end-to-end latency idle and under 2,000
+//! events/s with it on and off. The figures are printed as a table of
+//! their own, with the ratios on/off. Off by default: it projects the log
+//! four more times.
+
+use std::time::Instant;
+
+use sqlx::PgPool;
+
+use super::daemon::Daemon;
+use super::probe::{self, Latencies};
+use crate::generate::Profile;
+
+/// The drift check as the "on" runs configure it.
+const ON: [(&str, &str); 2] = [
+    ("ROBSON_VERIFY_INTERVAL_SECS", "1"),
+    ("ROBSON_VERIFY_SAMPLE", "200"),
+];
+const OFF: [(&str, &str); 1] = [("ROBSON_VERIFY_INTERVAL_SECS", "0")];
+
+/// Whether the phase was asked for.
+pub fn enabled() -> bool {
+    std::env::var("ROBSON_BENCH_DRIFT").is_ok_and(|v| v == "1")
+}
+
+/// Runs the phase on the database at `url` (the daemon under test is
+/// stopped) and prints its table. Leaves the projection caught up.
+pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
+    if !enabled() {
+        return Ok(());
+    }
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
+        .fetch_one(pool)
+        .await?;
+    eprintln!("bench: drift check off/on: four cold catch-ups of {events} events…");
+    let mut catch_up = [Vec::new(), Vec::new()];
+    for on in [false, true, false, true] {
+        reset_projection(pool).await?;
+        let mut d = Daemon::spawn_with(url, if on { &ON[..] } else { &OFF[..] })?;
+        let started = Instant::now();
+        d.wait_for_applied(events as u64).await?;
+        catch_up[usize::from(on)].push(started.elapsed().as_secs_f64());
+        d.stop().await?;
+    }
+    eprintln!("bench: drift check off/on: latency idle and under 2,000 events/s…");
+    // Alternated too: the first runs after the catch-ups share the machine
+    // with autovacuum on the tables just rewritten.
+    let mut latency = [Vec::new(), Vec::new()];
+    for on in [false, true, false, true] {
+        let d = Daemon::spawn_with(url, if on { &ON[..] } else { &OFF[..] })?;
+        let idle = probe::latencies(pool, 200).await?;
+        let (loaded, _) = probe::latencies_under_load(pool, Profile::Mixed, 200, 2000).await?;
+        latency[usize::from(on)].push((idle, loaded));
+        d.stop().await?;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let averaged = |runs: &[(Latencies, Latencies)]| {
+        let avg = |pick: fn(&(Latencies, Latencies)) -> Latencies| {
+            let all: Vec<Latencies> = runs.iter().map(pick).collect();
+            Latencies {
+                count: all.iter().map(|l| l.count).sum(),
+                p50_ms: mean(&all.iter().map(|l| l.p50_ms).collect::<Vec<_>>()),
+                p99_ms: mean(&all.iter().map(|l| l.p99_ms).collect::<Vec<_>>()),
+                max_ms: all.iter().map(|l| l.max_ms).fold(0.0, f64::max),
+                load_eps: mean(&all.iter().map(|l| l.load_eps).collect::<Vec<_>>()),
+            }
+        };
+        (avg(|r| r.0), avg(|r| r.1))
+    };
+    let (off, on) = (averaged(&latency[0]), averaged(&latency[1]));
+    let (c_off, c_on) = (mean(&catch_up[0]), mean(&catch_up[1]));
+    println!("| drift check (interval 1 s, sample 200) | off | on | on/off |");
+    println!("|---|---|---|---|");
+    println!(
+        "| cold catch-up of {events} events, mean of 2 (s) | {c_off:.2} | {c_on:.2} | {:.3} |",
+        c_on / c_off
+    );
+    row("latency idle", &off.0, &on.0);
+    row("latency under 2,000 events/s", &off.1, &on.1);
+    Ok(())
+}
+
+fn row(what: &str, off: &Latencies, on: &Latencies) {
+    for (name, a, b) in [
+        ("p50", off.p50_ms, on.p50_ms),
+        ("p99", off.p99_ms, on.p99_ms),
+    ] {
+        println!(
+            "| {what} {name}, mean of 2 (ms) | {a:.2} | {b:.2} | {:.3} |",
+            b / a
+        );
+    }
+}
+
+/// Forgets the projection, leaving one progress row so that the daemon
+/// catches up from the log instead of bootstrapping from the bench's
+/// snapshot (a bootstrap needs an empty projection).
+async fn reset_projection(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "TRUNCATE orders_current, fills, positions_current, balances_current,
+                  risk_state_current, strategy_state_current, projection_stream_progress,
+                  projection_checkpoints, projection_dead_letters;
+         INSERT INTO projection_stream_progress (stream_key, tenant_id)
+         VALUES ('bench:drift-marker', '00000000-0000-0000-0000-000000000000');",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}

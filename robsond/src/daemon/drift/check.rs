@@ -1,0 +1,417 @@
+//! Checking one stream: its events are read from the log in pages (seq
+//! order) up to the stream's progress, folded in memory with the
+//! projector's own rules (`robson_projector::fold`), and the rows they
+//! target are compared with the live ones, column by column.
+//!
+//! - **Decisions**: an event whose dead letter is `skipped` (policy `skip`
+//!   or `robsond streams skip`) is not applied; a parked stream is folded up
+//!   to its progress (`last_seq`), never past it. Any other event at or
+//!   below `last_seq` was applied live: if the rules now refuse it, that is
+//!   reported as a difference of its outcome.
+//! - **Point in time**: the rows are read in ONE repeatable-read, read-only
+//!   transaction together with the stream's progress; the events the stream
+//!   applied since the fold began are read and folded inside that same
+//!   snapshot before comparing. A stream that moved by more than a few
+//!   pages meanwhile is folded on outside the snapshot and looked at again,
+//!   at most [`Limits::attempts`] times; then it counts as `moving`, never
+//!   as a difference. (A read-only transaction takes no transaction id, so
+//!   it does not hold commit-safe reading back.)
+//! - **Bounded memory**: one page of events at a time; fills (insert-only,
+//!   one per FILL_RECEIVED) are compared page by page and dropped, their
+//!   count per order at the end; the other rows are held per key, at most
+//!   [`Limits::max_rows`] (a stream touching more is `unchecked`).
+
+use std::collections::BTreeMap;
+
+use robson_eventlog::{event_columns, EventEnvelope, EventRow};
+use robson_projector::fold::{Keys, Tables};
+use robson_projector::rows::{FillRow, OrderKey};
+use robson_projector::rules::{self, Stamp};
+use serde_json::Value;
+use sqlx::{Connection as _, PgConnection};
+use uuid::Uuid;
+
+use super::columns::{diff, ColumnDiff};
+
+/// How far one stream's check may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Events read (and held) at a time.
+    pub page: i64,
+    /// Distinct rows (other than fills) a stream may target.
+    pub max_rows: usize,
+    /// Snapshots taken before a stream that keeps moving is given up.
+    pub attempts: u32,
+    /// Events the stream may have moved on by for them to be folded inside
+    /// the snapshot (more: fold outside and take a new one).
+    pub catch_up_in_snapshot: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            page: 500,
+            max_rows: 10_000,
+            attempts: 5,
+            catch_up_in_snapshot: 2_000,
+        }
+    }
+}
+
+/// What the check of one stream found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every targeted row equals the log's.
+    Clean,
+    /// Some rows differ (or an event's outcome does).
+    Differs(Vec<ColumnDiff>),
+    /// The stream kept moving through every attempt.
+    Moving,
+    /// Not checked, and why (events missing from the log, too many rows…).
+    Unchecked(String),
+}
+
+/// A verdict and what it cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub verdict: Verdict,
+    pub events_read: u64,
+    /// The most events held in memory at once (a page).
+    pub largest_page: usize,
+}
+
+/// Why a fold stopped early.
+enum Stop {
+    Database(sqlx::Error),
+    Unchecked(String),
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(err: sqlx::Error) -> Self {
+        Stop::Database(err)
+    }
+}
+
+/// A stream folded in memory up to `folded_to`.
+struct Replay<'a> {
+    stream_key: &'a str,
+    limits: Limits,
+    folded_to: i64,
+    tables: Tables,
+    keys: Keys,
+    /// Fills the fold recorded, per order (their rows are compared and dropped).
+    fills: BTreeMap<OrderKey, i64>,
+    diffs: Vec<ColumnDiff>,
+    events_read: u64,
+    largest_page: usize,
+}
+
+/// Checks `stream_key` on `conn` (outside any transaction).
+pub async fn check(
+    conn: &mut PgConnection,
+    stream_key: &str,
+    limits: Limits,
+) -> Result<Checked, sqlx::Error> {
+    let mut replay = Replay {
+        stream_key,
+        limits,
+        folded_to: 0,
+        tables: Tables::default(),
+        keys: Keys::default(),
+        fills: BTreeMap::new(),
+        diffs: Vec::new(),
+        events_read: 0,
+        largest_page: 0,
+    };
+    let verdict = match replay.run(conn).await {
+        Ok(verdict) => verdict,
+        Err(Stop::Unchecked(why)) => Verdict::Unchecked(why),
+        Err(Stop::Database(err)) => return Err(err),
+    };
+    Ok(Checked {
+        verdict,
+        events_read: replay.events_read,
+        largest_page: replay.largest_page,
+    })
+}
+
+impl Replay<'_> {
+    async fn run(&mut self, conn: &mut PgConnection) -> Result<Verdict, Stop> {
+        for _ in 0..self.limits.attempts {
+            let Some(upto) = progress(&mut *conn, self.stream_key).await? else {
+                return Err(Stop::Unchecked(
+                    "no progress row (not projected yet)".into(),
+                ));
+            };
+            self.fold_to(&mut *conn, upto).await?;
+            if let Some(diffs) = self.compare_in_snapshot(conn).await? {
+                return Ok(if diffs.is_empty() {
+                    Verdict::Clean
+                } else {
+                    Verdict::Differs(diffs)
+                });
+            }
+        }
+        Ok(Verdict::Moving)
+    }
+
+    /// In one snapshot: the progress, the events applied since the fold
+    /// (if few), the live rows. `None` when the stream moved too far.
+    async fn compare_in_snapshot(
+        &mut self,
+        conn: &mut PgConnection,
+    ) -> Result<Option<Vec<ColumnDiff>>, Stop> {
+        let mut tx = conn.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let upto = progress(&mut tx, self.stream_key).await?.unwrap_or(0);
+        if upto < self.folded_to {
+            return Err(Stop::Unchecked(format!(
+                "progress went back from {} to {upto} (a rebuild?)",
+                self.folded_to
+            )));
+        }
+        if upto - self.folded_to > self.limits.catch_up_in_snapshot {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        self.fold_to(&mut tx, upto).await?;
+        let live = robson_projector::load_rows(&mut tx, &self.keys).await?;
+        let orders: Vec<OrderKey> = self.keys.orders.iter().copied().collect();
+        let live_fills = fill_counts(&mut tx, &orders).await?;
+        tx.commit().await?;
+        let mut diffs = std::mem::take(&mut self.diffs);
+        self.compare_rows(&live, &mut diffs);
+        for (order, live_count) in orders.iter().zip(live_fills) {
+            let expected = self.fills.get(order).copied().unwrap_or(0);
+            if live_count != expected {
+                diffs.push(ColumnDiff {
+                    table: "fills",
+                    key: BTreeMap::from([
+                        ("tenant_id", Value::from(order.tenant_id.to_string())),
+                        ("order_id", Value::from(order.order_id.to_string())),
+                    ]),
+                    column: "(count)",
+                    live: Value::from(live_count),
+                    expected: Value::from(expected),
+                });
+            }
+        }
+        Ok(Some(diffs))
+    }
+
+    fn compare_rows(&self, live: &Tables, out: &mut Vec<ColumnDiff>) {
+        let (k, e) = (&self.keys, &self.tables);
+        for key in &k.orders {
+            diff(live.orders.get(key), e.orders.get(key), out);
+        }
+        for key in &k.positions {
+            diff(live.positions.get(key), e.positions.get(key), out);
+        }
+        for key in &k.balances {
+            diff(live.balances.get(key), e.balances.get(key), out);
+        }
+        for key in &k.risks {
+            diff(live.risks.get(key), e.risks.get(key), out);
+        }
+        for key in &k.strategies {
+            diff(live.strategies.get(key), e.strategies.get(key), out);
+        }
+    }
+
+    /// Reads and folds the stream's events after `folded_to` up to `upto`,
+    /// a page at a time.
+    async fn fold_to(&mut self, conn: &mut PgConnection, upto: i64) -> Result<(), Stop> {
+        while self.folded_to < upto {
+            let page = read_page(
+                &mut *conn,
+                self.stream_key,
+                self.folded_to,
+                upto,
+                self.limits.page,
+            )
+            .await?;
+            self.largest_page = self.largest_page.max(page.len());
+            if page
+                .first()
+                .is_none_or(|(e, _)| e.seq != self.folded_to + 1)
+            {
+                return Err(Stop::Unchecked(format!(
+                    "events after seq {} are not in event_log (archived?)",
+                    self.folded_to
+                )));
+            }
+            for (event, skipped) in &page {
+                if event.seq != self.folded_to + 1 {
+                    return Err(Stop::Unchecked(format!(
+                        "seq {} is missing from event_log",
+                        self.folded_to + 1
+                    )));
+                }
+                self.events_read += 1;
+                self.folded_to = event.seq;
+                if !skipped {
+                    self.fold(event)?;
+                }
+            }
+            self.compare_fills(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one event the live projection applied.
+    fn fold(&mut self, event: &EventEnvelope) -> Result<(), Stop> {
+        let result = rules::parse_event(event).and_then(|command| match command {
+            None => Ok(()),
+            Some(command) => {
+                self.keys.add(&command, event.tenant_id);
+                self.tables
+                    .apply_command(&command, &Stamp::of(event))
+                    .map(|_| ())
+            }
+        });
+        if let Err(err) = result {
+            self.diffs.push(ColumnDiff {
+                table: "event_log",
+                key: BTreeMap::from([
+                    ("stream_key", Value::from(event.stream_key.clone())),
+                    ("seq", Value::from(event.seq)),
+                ]),
+                column: "(outcome)",
+                live: Value::from("applied"),
+                expected: Value::from(format!("refused: {err}")),
+            });
+        }
+        let k = &self.keys;
+        let rows = k.orders.len()
+            + k.positions.len()
+            + k.balances.len()
+            + k.risks.len()
+            + k.strategies.len();
+        if rows > self.limits.max_rows {
+            return Err(Stop::Unchecked(format!(
+                "targets more than {} rows",
+                self.limits.max_rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// Compares the fills the last page recorded with the live ones, then
+    /// forgets them (fills are only ever inserted, with their event).
+    async fn compare_fills(&mut self, conn: &mut PgConnection) -> Result<(), Stop> {
+        let fills = std::mem::take(&mut self.tables.fills);
+        if fills.is_empty() {
+            return Ok(());
+        }
+        for f in &fills {
+            let order = OrderKey {
+                tenant_id: f.tenant_id,
+                order_id: f.order_id,
+            };
+            *self.fills.entry(order).or_default() += 1;
+        }
+        let live = live_fills(conn, &fills).await?;
+        for expected in &fills {
+            let found = live
+                .iter()
+                .find(|l| l.tenant_id == expected.tenant_id && l.fill_id == expected.fill_id);
+            diff(found, Some(expected), &mut self.diffs);
+        }
+        Ok(())
+    }
+}
+
+/// The stream's `last_seq`, if it has a progress row.
+async fn progress(conn: &mut PgConnection, stream_key: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT last_seq FROM projection_stream_progress WHERE stream_key = $1")
+        .bind(stream_key)
+        .fetch_optional(conn)
+        .await
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    #[sqlx(flatten)]
+    event: EventRow,
+    /// Its dead letter is `skipped`: the live projection passed over it.
+    skipped: bool,
+}
+
+/// Events `after < seq <= upto` of the stream, at most `limit`, in seq
+/// order, each with whether it was skipped.
+async fn read_page(
+    conn: &mut PgConnection,
+    stream_key: &str,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<(EventEnvelope, bool)>, sqlx::Error> {
+    let sql = format!(
+        r#"
+        SELECT {columns}, coalesce(d.resolution = 'skipped', false) AS skipped
+          FROM event_log e
+          LEFT JOIN projection_dead_letters d ON d.event_id = e.event_id
+         WHERE e.stream_key = $1 AND e.seq > $2 AND e.seq <= $3
+         ORDER BY e.seq LIMIT $4
+        "#,
+        columns = event_columns("e"),
+    );
+    let rows: Vec<StoredEvent> = sqlx::query_as(&sql)
+        .bind(stream_key)
+        .bind(after)
+        .bind(upto)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (EventEnvelope::from(r.event), r.skipped))
+        .collect())
+}
+
+/// The live fills with the ids of `fills`.
+async fn live_fills(
+    conn: &mut PgConnection,
+    fills: &[FillRow],
+) -> Result<Vec<FillRow>, sqlx::Error> {
+    let tenants: Vec<Uuid> = fills.iter().map(|f| f.tenant_id).collect();
+    let ids: Vec<Uuid> = fills.iter().map(|f| f.fill_id).collect();
+    sqlx::query_as(
+        r#"
+        SELECT f.* FROM UNNEST($1::uuid[], $2::uuid[]) AS k(tenant_id, fill_id)
+         CROSS JOIN LATERAL (SELECT * FROM fills f
+                              WHERE f.tenant_id = k.tenant_id AND f.fill_id = k.fill_id
+                              LIMIT 1) f
+        "#,
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// How many live fills each of `orders` has, in the same order.
+async fn fill_counts(
+    conn: &mut PgConnection,
+    orders: &[OrderKey],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = orders.iter().map(|o| o.tenant_id).collect();
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id).collect();
+    sqlx::query_scalar(
+        r#"
+        SELECT (SELECT count(*) FROM fills f
+                 WHERE f.tenant_id = k.tenant_id AND f.order_id = k.order_id)
+          FROM UNNEST($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(tenant_id, order_id, n)
+         ORDER BY k.n
+        "#,
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,218 @@
+//! Drift detection while the daemon runs (SPEC §4.6): every
+//! `ROBSON_VERIFY_INTERVAL_SECS` a sample of streams (`ROBSON_VERIFY_SAMPLE`,
+//! see [`sample`]) is re-projected in memory from the log, each up to its
+//! current progress, with the projector's own rules, and compared with the
+//! live rows it owns ([`check`], [`columns`]). What it finds goes to the
+//! [`board`] (`GET /verify`, `/health` degraded while a mismatch stands) and
+//! to the `robson_verify_*` metrics.
+//!
+//! Cost and priority: one connection of its own (never one of the pool the
+//! projectors use), a thread of its own (folding a long stream is CPU
+//! work), short statements (a page of one stream's events, a statement
+//! timeout), and a pause between streams. The cost of a run follows the
+//! sample and the sampled streams' lengths, never the log. It stops at once
+//! on shutdown: every wait and statement races the stop signal.
+//!
+//! Rows owned by several streams: none today. Every row is keyed by an
+//! entity whose events SPEC §3 keeps in one stream (orders and their fills
+//! in `order:`, positions in `position:`, balances and risk in `account:`,
+//! strategies in `strategy:`); the check compares the rows a stream's
+//! events target as if that stream alone wrote them (docs/architecture.md).
+
+pub mod board;
+pub mod check;
+pub mod columns;
+pub mod sample;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions as _, PgConnection};
+
+use self::board::RunSummary;
+use self::check::{Limits, Verdict};
+use super::state::DaemonState;
+use crate::config::Secret;
+use crate::metrics::Metrics;
+
+/// `ROBSON_VERIFY_INTERVAL_SECS` and `ROBSON_VERIFY_SAMPLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriftConfig {
+    /// Zero turns drift detection off.
+    pub interval: Duration,
+    pub sample: usize,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        DriftConfig {
+            interval: Duration::from_secs(300),
+            sample: 200,
+        }
+    }
+}
+
+/// What the checker needs.
+#[derive(Debug, Clone)]
+pub struct DriftSetup {
+    pub database_url: Secret<String>,
+    pub config: DriftConfig,
+    pub state: Arc<DaemonState>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Least pause between two streams: the projectors' statements go first.
+const PAUSE_BETWEEN_STREAMS: Duration = Duration::from_millis(2);
+
+/// After each stream the checker rests this many times as long as the
+/// check took, so it is busy at most a quarter of the time (measured: at a
+/// 1 s interval with no rest, p99 latency under load rose several times on
+/// a loaded 2-core machine; see docs/performance.md).
+const REST_PER_WORK: u32 = 3;
+
+/// Bound of every statement of the checker.
+const STATEMENT_TIMEOUT: &str = "10s";
+
+/// Bound of connecting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a check every interval until the daemon stops (returns at once
+/// when drift detection is off).
+pub async fn run(setup: DriftSetup) {
+    let DriftConfig { interval, sample } = setup.config;
+    setup.state.drift.configure(interval.as_secs(), sample);
+    if interval.is_zero() {
+        return;
+    }
+    let life = &setup.state.lifecycle;
+    let mut conn: Option<PgConnection> = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = life.stopped() => break,
+        }
+        tokio::select! {
+            () = run_once(&setup, &mut conn) => {}
+            () = life.stopped() => break,
+        }
+    }
+    // Dropped here, on this task's runtime, before the daemon's end.
+    drop(conn);
+}
+
+/// One run: pick the streams, check each, publish.
+async fn run_once(setup: &DriftSetup, conn: &mut Option<PgConnection>) {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let board = &setup.state.drift;
+    board.run_started(started_at);
+    let mut summary = RunSummary {
+        started_at: Some(started_at),
+        ..RunSummary::default()
+    };
+    match checked_run(setup, conn, &mut summary).await {
+        Ok(()) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "Drift check failed; trying again at the next interval.");
+            *conn = None;
+        }
+    }
+    summary.finished_at = Some(Utc::now());
+    summary.duration_seconds = started.elapsed().as_secs_f64();
+    setup
+        .metrics
+        .verify_last_run_timestamp_seconds
+        .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+    if summary.mismatched > 0 {
+        tracing::warn!(
+            checked = summary.checked,
+            mismatched = summary.mismatched,
+            "Drift check: live rows differ from the log (GET /verify lists them)."
+        );
+    } else {
+        tracing::debug!(checked = summary.checked, "Drift check: no difference.");
+    }
+    board.run_finished(summary);
+}
+
+async fn checked_run(
+    setup: &DriftSetup,
+    conn: &mut Option<PgConnection>,
+    summary: &mut RunSummary,
+) -> Result<(), sqlx::Error> {
+    let conn = match conn {
+        Some(c) => c,
+        None => conn.insert(connect(&setup.database_url).await?),
+    };
+    let board = &setup.state.drift;
+    let streams = sample::pick(&mut *conn, setup.config.sample, board.standing_streams()).await?;
+    summary.sample_size = streams.len();
+    let limits = Limits::default();
+    for key in streams {
+        let began = Instant::now();
+        let checked = match check::check(&mut *conn, &key, limits).await {
+            Ok(c) => c,
+            Err(err)
+                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
+            {
+                return Err(err);
+            }
+            Err(err) => {
+                // A stream whose rows cannot be read (say, a value a rule
+                // never writes): not a verdict; the others go on.
+                tracing::warn!(stream = %key, error = %err, "Drift check of a stream failed.");
+                summary.errors += 1;
+                continue;
+            }
+        };
+        summary.events_read += checked.events_read;
+        summary.largest_page = summary.largest_page.max(checked.largest_page);
+        let standing = match checked.verdict {
+            Verdict::Clean => {
+                summary.checked += 1;
+                setup.metrics.verify_checked_streams.inc();
+                Some(board.clean(&key))
+            }
+            Verdict::Differs(diffs) => {
+                summary.checked += 1;
+                summary.mismatched += 1;
+                setup.metrics.verify_checked_streams.inc();
+                setup.metrics.verify_mismatched_streams.inc();
+                tracing::warn!(stream = %key, differences = diffs.len(), "Drift: live rows differ from the log.");
+                Some(board.mismatch(&key, diffs, Utc::now()))
+            }
+            Verdict::Moving => {
+                summary.moving += 1;
+                None
+            }
+            Verdict::Unchecked(why) => {
+                tracing::debug!(stream = %key, why = %why, "Drift check passed a stream over.");
+                summary.unchecked += 1;
+                None
+            }
+        };
+        if let Some(n) = standing {
+            setup.metrics.verify_mismatched_streams_now.set(n as i64);
+        }
+        let rest = (began.elapsed() * REST_PER_WORK).max(PAUSE_BETWEEN_STREAMS);
+        tokio::time::sleep(rest).await;
+    }
+    Ok(())
+}
+
+async fn connect(url: &Secret<String>) -> Result<PgConnection, sqlx::Error> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    let options = options
+        .application_name("robsond-verify")
+        .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        .log_statements(log::LevelFilter::Trace);
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+        Ok(conn) => conn,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connecting for the drift check timed out",
+        ))),
+    }
+}
