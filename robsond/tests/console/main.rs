@@ -72,6 +72,7 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
             ("ROBSON_ADMIN_TOKEN", TOKEN),
             ("ROBSON_PARTITIONS", "4"),
             ("ROBSON_INSTANCE_ID", "console-a"),
+            ("ROBSON_VERIFY_INTERVAL_SECS", "1"),
         ],
     )
     .await;
@@ -86,6 +87,8 @@ async fn the_console_shows_parked_streams_as_text_and_resumes_them_with_the_toke
     page::assert_shown_as_text(&browser, &corpus).await;
     page::wait_for_text(&browser, "#snapshot", &snapshot).await;
     page::wait_for_coverage(&browser).await;
+    // The drift check's last run (every second here) is on the page.
+    page::wait_for_text(&browser, "#verify", "checked / mismatched").await;
 
     // Without a token the buttons cannot be used; with it they can.
     assert_eq!(

@@ -177,17 +177,38 @@ function renderSnapshot(o) {
   ]);
 }
 
-// H18 (drift detection, GET /verify) reports here once the daemon has it.
+// Drift detection: the running check's last run (the streams and columns
+// that differ are in GET /verify, which the read token may guard).
 function renderVerify(o) {
   const box = $('verify');
   clear(box);
-  if (o && o.verify) {
-    const v = o.verify;
-    const dl = el('dl', 'pairs');
-    pairs(dl, Object.keys(v).map((k) => [k, typeof v[k] === 'object' ? JSON.stringify(v[k]) : v[k]]));
-    box.append(dl);
-  } else {
+  const v = o && o.verify;
+  if (!v) {
     box.append(el('p', 'muted', 'This daemon does not report drift checks.'));
+    return;
+  }
+  if (!v.enabled) {
+    box.append(el('p', 'muted', 'Drift detection is off (ROBSON_VERIFY_INTERVAL_SECS=0).'));
+    return;
+  }
+  const run = v.last_run;
+  const rows = [
+    ['every', secs(v.interval_secs) + ', ' + num(v.sample) + ' streams'],
+    ['streams differing now', num(v.mismatched_streams)],
+  ];
+  if (v.running_since) rows.push(['running since', utc(v.running_since)]);
+  if (run) {
+    rows.push(['last run', utc(run.finished_at) + ' (' + ago(run.finished_at) + ')']);
+    rows.push(['checked / mismatched', num(run.checked) + ' / ' + num(run.mismatched)]);
+    rows.push(['moving / unchecked', num(run.moving) + ' / ' + num(run.unchecked)]);
+  } else {
+    rows.push(['last run', 'none yet']);
+  }
+  const dl = el('dl', 'pairs');
+  pairs(dl, rows);
+  box.append(dl);
+  if (v.mismatched_streams > 0) {
+    box.append(el('p', 'result bad', 'Rows differ from the log: see GET /verify and the runbook "drift detected".'));
   }
 }
 

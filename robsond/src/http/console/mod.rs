@@ -112,6 +112,9 @@ struct Overview {
     instances: Option<Vec<Member>>,
     /// The newest snapshot; null when there is none or it could not be read.
     last_snapshot: Option<LastSnapshot>,
+    /// The drift check's state and last run, without stream keys (those
+    /// are in `GET /verify`, which the read token guards).
+    verify: crate::daemon::drift::board::BoardPage,
     /// What could not be read, and why (empty when everything was).
     unavailable: Vec<String>,
 }
@@ -158,6 +161,8 @@ async fn overview(ctx: web::Data<HttpContext>) -> HttpResponse {
         partitions: ctx.state.partitions.len(),
         instances,
         last_snapshot,
+        // No mismatch listed: a page of none carries the counts only.
+        verify: ctx.state.drift.page(None, 0),
         unavailable,
     })
 }
