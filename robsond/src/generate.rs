@@ -168,6 +168,26 @@ impl FlowGenerator {
         self.clock
     }
 
+    /// The exchange's answer to a submitted order: rejected (5 %; false,
+    /// the order's flow ends) or acknowledged (true).
+    fn reject_or_ack(
+        &mut self,
+        out: &mut Vec<Event>,
+        tenant: Uuid,
+        stream: &str,
+        order_id: Uuid,
+    ) -> bool {
+        if self.rng.gen_bool(0.05) {
+            let reject = json!({"order_id": order_id, "reason": "insufficient balance"});
+            out.push(self.event(tenant, stream.to_owned(), "ORDER_REJECTED", reject));
+            return false;
+        }
+        let exchange_order_id = self.rng.gen_range(10_000_000u64..99_999_999).to_string();
+        let ack = json!({"order_id": order_id, "exchange_order_id": exchange_order_id});
+        out.push(self.event(tenant, stream.to_owned(), "ORDER_ACKED", ack));
+        true
+    }
+
     fn event(&mut self, tenant: Uuid, stream: String, ty: &str, payload: Value) -> Event {
         let at = self.tick();
         let mut e = Event::new(tenant, stream, ty, payload, at);
@@ -318,22 +338,9 @@ impl FlowGenerator {
             submitted["stop_price"] = json!(price);
         }
         out.push(self.event(tenant, order_stream.clone(), "ORDER_SUBMITTED", submitted));
-        if self.rng.gen_bool(0.05) {
-            out.push(self.event(
-                tenant,
-                order_stream,
-                "ORDER_REJECTED",
-                json!({"order_id": order_id, "reason": "insufficient balance"}),
-            ));
+        if !self.reject_or_ack(&mut out, tenant, &order_stream, order_id) {
             return out;
         }
-        let exchange_order_id = self.rng.gen_range(10_000_000u64..99_999_999).to_string();
-        out.push(self.event(
-            tenant,
-            order_stream.clone(),
-            "ORDER_ACKED",
-            json!({"order_id": order_id, "exchange_order_id": exchange_order_id}),
-        ));
         let first = if quantity_milli > 1 {
             self.rng.gen_range(1..quantity_milli)
         } else {
@@ -460,22 +467,9 @@ impl FlowGenerator {
         if self.rng.gen_bool(0.05) {
             return out;
         }
-        if self.rng.gen_bool(0.05) {
-            out.push(self.event(
-                tenant,
-                stream,
-                "ORDER_REJECTED",
-                json!({"order_id": order_id, "reason": "insufficient balance"}),
-            ));
+        if !self.reject_or_ack(&mut out, tenant, &stream, order_id) {
             return out;
         }
-        let exchange_order_id = self.rng.gen_range(10_000_000u64..99_999_999).to_string();
-        out.push(self.event(
-            tenant,
-            stream.clone(),
-            "ORDER_ACKED",
-            json!({"order_id": order_id, "exchange_order_id": exchange_order_id}),
-        ));
         let fills = self.rng.gen_range(0..=max_fills);
         let per_fill = quantity_milli / 4;
         for _ in 0..fills {
