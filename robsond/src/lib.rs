@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod partition;
 pub mod progress;
 pub mod replay;
+pub mod schema;
 pub mod telemetry;
 pub mod text;
 

@@ -330,7 +330,7 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
             .execute(&mut admin)
             .await?;
         let mut tpl = PgConnection::connect(&with_database(base, TEMPLATE)).await?;
-        robson_eventlog::migrate(&mut tpl)
+        crate::schema::migrate(&mut tpl)
             .await
             .context("Failed to migrate")?;
         tpl.close().await?;

@@ -131,7 +131,7 @@ async fn measure(
     let pool = crate::app::connect(url, 8).await?;
     {
         let mut conn = pool.acquire().await?;
-        robson_eventlog::migrate(&mut conn)
+        crate::schema::migrate(&mut conn)
             .await
             .context("Failed to migrate")?;
     }

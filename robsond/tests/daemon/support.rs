@@ -22,6 +22,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
 
+/// A test database with every migration robsond applies.
+pub type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
+
 /// The daemon binary under test.
 pub const ROBSOND: &str = env!("CARGO_BIN_EXE_robsond");
 
