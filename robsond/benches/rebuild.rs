@@ -13,9 +13,9 @@ use criterion::{Criterion, SamplingMode};
 use indicatif::ProgressBar;
 use robson_eventlog::{append_batch, Event};
 use robson_projector::PoisonPolicy;
-use robsond::generate::FlowGenerator;
 use robsond::replay::rebuild::{rebuild, RebuildOptions};
 use robsond::replay::snapshot;
+use robsond::tools::generate::FlowGenerator;
 use sqlx::PgPool;
 
 /// A test database with every migration robsond applies.

@@ -3,8 +3,6 @@
 //! codes.
 
 pub mod append;
-pub mod dev;
-pub mod generate;
 pub mod rebuild;
 pub mod snapshot;
 pub mod status;

@@ -21,8 +21,8 @@ use anyhow::Context as _;
 
 use crate::app::Application;
 use crate::cli::{DevArgs, GenerateArgs};
-use crate::commands::generate::append_flows;
 use crate::config::{redacted_url, Config, ConfigError, LogFormat, Secret};
+use crate::tools::generate::command::append_flows;
 use binaries::{PgBin, RunAs};
 use cluster::{Cluster, Server};
 use signals::Stop;
@@ -134,7 +134,7 @@ async fn start_postgres(data_dir: PathBuf) -> anyhow::Result<(Server, String)> {
 /// then stops the flow and shuts the daemon down.
 async fn serve(args: &DevArgs, setup: DevSetup, stop: &Stop, about: String) -> anyhow::Result<()> {
     let Some(migrated) = stop
-        .unless_stopped(super::migrate(&setup.config.database))
+        .unless_stopped(crate::commands::migrate(&setup.config.database))
         .await
     else {
         return Ok(());
@@ -210,7 +210,7 @@ async fn live_flow(pool: sqlx::PgPool, orders: u64, rate: u32) {
             tenants: TENANTS,
             rate,
             seed,
-            profile: crate::generate::Profile::Mixed,
+            profile: crate::tools::generate::Profile::Mixed,
         };
         match append_flows(&pool, &args, false).await {
             Ok(done) => tracing::info!(

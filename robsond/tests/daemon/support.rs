@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robson_eventlog::{append_batch, Event};
 use robson_projector::tables::{self, READ_MODELS};
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};

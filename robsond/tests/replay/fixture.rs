@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use robson_eventlog::testing::{admin_url, url_with_database};
 use robson_eventlog::{append_batch, Event};
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};

@@ -34,9 +34,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::probe::Latencies;
-use crate::commands::dev::binaries::{PgBin, RunAs};
-use crate::commands::dev::cluster::Cluster;
-use crate::generate::FlowGenerator;
+use crate::tools::dev::binaries::{PgBin, RunAs};
+use crate::tools::dev::cluster::Cluster;
+use crate::tools::generate::FlowGenerator;
 
 /// Calls (or rows) per transaction of the pipelined and batched measures.
 const PER_TX: usize = 1000;

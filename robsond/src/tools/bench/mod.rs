@@ -29,10 +29,10 @@ use anyhow::Context as _;
 use sqlx::Connection as _;
 
 use crate::cli::GenerateArgs;
-use crate::commands::dev::binaries::{PgBin, RunAs};
-use crate::commands::dev::cluster::Cluster;
-use crate::commands::generate::append_flows;
-use crate::generate::Profile;
+use crate::tools::dev::binaries::{PgBin, RunAs};
+use crate::tools::dev::cluster::Cluster;
+use crate::tools::generate::command::append_flows;
+use crate::tools::generate::Profile;
 use report::Report;
 
 /// Events of the sample the per-event pipelined reference writes, at most.
