@@ -2,8 +2,8 @@
 //!
 //! Appending (one SQL function, `append_event`, for every writer, and the
 //! rules it enforces), querying, the commit-safe consumer read with payloads
-//! decoded one event at a time, and the schema (the migrations embedded in
-//! the binary). It knows nothing about projections.
+//! decoded one event at a time, the migration runner and the log's own
+//! migrations (embedded in the binary). It knows nothing about projections.
 
 pub mod append;
 pub mod error;
@@ -25,4 +25,4 @@ pub use read::{
     query_events, read_committed, read_stream, EventQuery, EventRow, PartitionCoverage,
 };
 pub use rules::{MAX_EVENT_TYPE_CHARS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, MAX_STREAM_KEY_CHARS};
-pub use schema::{migrate, MigrateReport, MIGRATIONS};
+pub use schema::{compose, migrate, MigrateReport, Migration, Schema, MIGRATIONS};

@@ -4,20 +4,30 @@
 //!
 //! A template database, named after the migrations' fingerprint, is migrated
 //! once per cluster; each test database is a copy of it.
+//!
+//! Which migrations a test database gets is its [`Schema`]: [`TestDb`] has
+//! the event log's own; the projector's and robsond's tests name theirs
+//! (`Database<robson_projector::schema::Projection>`, …).
+
+use std::marker::PhantomData;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::schema;
+use crate::schema::{self, EventLog, Schema};
 
-/// A throwaway database with the schema applied.
+/// A throwaway database with the migrations of `S` applied.
 #[derive(Debug)]
-pub struct TestDb {
+pub struct Database<S> {
     pub pool: PgPool,
     /// URL of this database (to hand to a child process).
     pub url: String,
     pub name: String,
+    schema: PhantomData<S>,
 }
+
+/// A test database with the event log's schema.
+pub type TestDb = Database<EventLog>;
 
 /// The cluster's URL. Panics with a clear message when unset: tests that need
 /// PostgreSQL must never pass silently without it.
@@ -48,20 +58,21 @@ pub fn url_with_database(url: &str, db: &str) -> String {
     out
 }
 
-impl TestDb {
+impl<S: Schema> Database<S> {
     /// A new database, migrated, with a small pool.
-    pub async fn new() -> TestDb {
+    pub async fn new() -> Database<S> {
         Self::with_pool_size(8).await
     }
 
     /// A new database with a pool of `max_connections`.
-    pub async fn with_pool_size(max_connections: u32) -> TestDb {
+    pub async fn with_pool_size(max_connections: u32) -> Database<S> {
         let admin = admin_url();
-        let template = format!("robson_tpl_{}", schema::fingerprint());
+        let migrations = S::migrations();
+        let template = format!("robson_tpl_{}", schema::fingerprint(migrations));
         let mut conn = PgConnection::connect(&admin)
             .await
             .expect("connect to the test cluster");
-        ensure_template(&mut conn, &admin, &template).await;
+        ensure_template(&mut conn, &admin, &template, migrations).await;
         let name = format!("robson_test_{}", uuid::Uuid::new_v4().simple());
         sqlx::raw_sql(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .execute(&mut conn)
@@ -74,11 +85,21 @@ impl TestDb {
             .connect(&url)
             .await
             .expect("connect to the test database");
-        TestDb { pool, url, name }
+        Database {
+            pool,
+            url,
+            name,
+            schema: PhantomData,
+        }
     }
 }
 
-async fn ensure_template(conn: &mut PgConnection, admin: &str, template: &str) {
+async fn ensure_template(
+    conn: &mut PgConnection,
+    admin: &str,
+    template: &str,
+    migrations: &[schema::Migration],
+) {
     // One creator at a time across test binaries running in parallel.
     sqlx::query("SELECT pg_advisory_lock(7262)")
         .execute(&mut *conn)
@@ -103,7 +124,9 @@ async fn ensure_template(conn: &mut PgConnection, admin: &str, template: &str) {
         let mut t = PgConnection::connect(&url_with_database(admin, &building))
             .await
             .expect("connect to template");
-        schema::migrate(&mut t).await.expect("migrate template");
+        schema::migrate(&mut t, migrations)
+            .await
+            .expect("migrate template");
         t.close().await.expect("close template connection");
         sqlx::raw_sql(&format!("ALTER DATABASE {building} RENAME TO {template}"))
             .execute(&mut *conn)

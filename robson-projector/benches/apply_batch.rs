@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use robson_eventlog::testing::TestDb;
+/// A test database with the projector's schema (the bench builds without
+/// the `testing` feature).
+type TestDb = robson_eventlog::testing::Database<robson_projector::schema::Projection>;
 use robson_eventlog::{append_batch, query_events, Event, EventEnvelope, EventQuery};
 use robson_projector::{apply_batch, PoisonPolicy};
 use serde_json::json;

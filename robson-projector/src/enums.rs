@@ -59,6 +59,12 @@ macro_rules! text_enum {
             }
         }
 
+        impl crate::tables::Shown for $name {
+            fn shown(&self) -> serde_json::Value {
+                serde_json::Value::String(self.as_str().to_owned())
+            }
+        }
+
         impl<'r> Decode<'r, Postgres> for $name {
             fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 let text = <&str as Decode<Postgres>>::decode(value)?;

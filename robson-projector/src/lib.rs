@@ -9,6 +9,8 @@
 //! - [`decimal`], [`payload`], [`rows`]: the values and rows the rules work on.
 //! - [`store`]: [`apply_batch`] and the operator actions, inside the caller's
 //!   transaction; the exactly-once filter is `projection_stream_progress`.
+//! - [`tables`]: every projection table declared once; [`schema`]: the
+//!   migration that creates them.
 //! - [`error`]: [`ProjectionError`] and [`classify`], the one place that
 //!   decides whether a database error is transient.
 
@@ -19,6 +21,7 @@ pub mod fold;
 pub mod payload;
 pub mod rows;
 pub mod rules;
+pub mod schema;
 pub mod store;
 pub mod tables;
 #[cfg(feature = "testing")]

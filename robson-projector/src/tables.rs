@@ -11,9 +11,11 @@
 //! written by hand in `store::progress` and `store::dead_letters`, are
 //! declared here as plain [`TableSpec`]s.
 //!
-//! Adding a column is the migration plus one line in the row's declaration.
+//! Adding a column is the migration plus one line in the row's declaration
+//! (the drift check compares and reports it with no further edit).
 
 pub(crate) mod declare;
+mod shown;
 pub(crate) mod sql;
 mod value;
 
@@ -21,6 +23,7 @@ mod value;
 mod tests;
 
 pub(crate) use declare::projection_table;
+pub use shown::Shown;
 pub use value::SqlValue;
 
 use std::collections::BTreeSet;
@@ -102,6 +105,10 @@ pub trait Projection: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin + Sized {
     fn bind_keys<'q>(keys: &'q BTreeSet<Self::Key>, query: PgQuery<'q>) -> PgQuery<'q>;
 
     fn bind_rows<'q>(rows: &[&'q Self], query: PgQuery<'q>) -> PgQuery<'q>;
+
+    /// Every column as (name, value as [`Shown`]), in table order: what the
+    /// drift check compares and reports.
+    fn shown_columns(&self) -> Vec<(&'static str, serde_json::Value)>;
 }
 
 /// A column of the bookkeeping tables (not derived from a row struct).

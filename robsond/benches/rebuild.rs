@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode};
 use indicatif::ProgressBar;
-use robson_eventlog::testing::TestDb;
 use robson_eventlog::{append_batch, Event};
 use robson_projector::PoisonPolicy;
-use robsond::generate::FlowGenerator;
 use robsond::replay::rebuild::{rebuild, RebuildOptions};
 use robsond::replay::snapshot;
+use robsond::tools::generate::FlowGenerator;
 use sqlx::PgPool;
+
+/// A test database with every migration robsond applies.
+type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 const DEFAULT_EVENTS: usize = 50_000;
 

@@ -5,8 +5,8 @@
 //! repetitions (default 20). Prints each round's p50/p99/max, all samples
 //! together, and the machine's load average, which the figures depend on.
 
-use robsond::bench::probe::Latencies;
-use robsond::bench::waiters::{wake_samples, WAITERS};
+use robsond::tools::bench::probe::Latencies;
+use robsond::tools::bench::waiters::{wake_samples, WAITERS};
 
 fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::var("ROBSON_BENCH_ROUNDS")

@@ -198,14 +198,14 @@ pub struct AppendArgs {
 
 /// The profiles `robsond bench --profile` runs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BenchProfiles(pub Vec<crate::generate::Profile>);
+pub struct BenchProfiles(pub Vec<crate::tools::generate::Profile>);
 
 fn parse_bench_profile(s: &str) -> Result<BenchProfiles, String> {
     use clap::ValueEnum as _;
     if s == "all" {
-        return Ok(BenchProfiles(crate::generate::Profile::ALL.to_vec()));
+        return Ok(BenchProfiles(crate::tools::generate::Profile::ALL.to_vec()));
     }
-    crate::generate::Profile::from_str(s, false)
+    crate::tools::generate::Profile::from_str(s, false)
         .map(|p| BenchProfiles(vec![p]))
         .map_err(|_| "expected mixed, short-streams, hot-streams, wide-tenants or all".to_owned())
 }
@@ -227,7 +227,7 @@ pub struct GenerateArgs {
     /// Shape of the workload (see docs/performance.md); wide-tenants uses
     /// at least 200 tenants.
     #[arg(long, value_enum, value_name = "NAME", default_value = "mixed")]
-    pub profile: crate::generate::Profile,
+    pub profile: crate::tools::generate::Profile,
 }
 
 #[derive(Debug, Clone, PartialEq, Subcommand)]

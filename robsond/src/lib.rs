@@ -2,24 +2,26 @@
 //!
 //! `daemon` holds the actors (supervisor → projectors per partition ←
 //! poller, and the monitor), `http` the actix-web endpoints, `commands` the
-//! one-shot subcommands, `app` the wiring of a running daemon. Projection
-//! rules live in `robson-projector`, the log in `robson-eventlog`.
+//! one-shot subcommands, `app` the wiring of a running daemon, `schema` the
+//! migrations it applies. `tools` holds dev, bench and generate, apart from
+//! the daemon's core, which never uses them. Projection rules live in
+//! `robson-projector`, the log in `robson-eventlog`.
 
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod faults;
-pub mod generate;
 pub mod http;
 pub mod metrics;
 pub mod partition;
 pub mod progress;
 pub mod replay;
+pub mod schema;
 pub mod telemetry;
 pub mod text;
+pub mod tools;
 
 use std::process::ExitCode;
 
@@ -77,7 +79,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             with_database(move |db| Box::pin(async move { commands::append::run(&db, args).await }))
         }
         Command::Generate(args) => with_database(move |db| {
-            Box::pin(async move { commands::generate::run(&db, args).await })
+            Box::pin(async move { tools::generate::command::run(&db, args).await })
         }),
         Command::Streams { action } => with_database(move |db| {
             Box::pin(async move { commands::streams::run(&db, action).await })
@@ -85,18 +87,18 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Wait(args) => {
             with_database(move |db| Box::pin(async move { commands::wait::run(&db, args).await }))
         }
-        Command::Dev(args) => commands::dev::run(args),
+        Command::Dev(args) => tools::dev::run(args),
         Command::Bench {
             work_dir,
             append: Some(events),
             ..
-        } => bench::append::run(events, work_dir),
+        } => tools::bench::append::run(events, work_dir),
         Command::Bench {
             events,
             work_dir,
             profile,
             ..
-        } => bench::run(events, work_dir, &profile.0),
+        } => tools::bench::run(events, work_dir, &profile.0),
         Command::Snapshot { action, retain } => with_database(move |db| {
             Box::pin(async move { commands::snapshot::run(&db, action, retain).await })
         }),

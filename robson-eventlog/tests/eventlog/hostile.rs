@@ -345,14 +345,16 @@ async fn migrating_a_database_made_by_001_to_005_makes_its_append_refuse_hostile
         .execute(&mut conn)
         .await
         .expect("before 006 the old function accepts a control character");
-    robson_eventlog::migrate(&mut conn).await.expect("migrate");
+    robson_eventlog::migrate(&mut conn, robson_eventlog::MIGRATIONS)
+        .await
+        .expect("migrate");
     let err = sqlx::query(forged)
         .bind(Uuid::new_v4())
         .execute(&mut conn)
         .await
         .expect_err("after 006 it is refused");
     assert_eq!(sqlstate(&err).0, "22023");
-    let report = robson_eventlog::migrate(&mut conn)
+    let report = robson_eventlog::migrate(&mut conn, robson_eventlog::MIGRATIONS)
         .await
         .expect("migrate again");
     assert!(

@@ -2,7 +2,8 @@
 //! struct, key struct, and each column's Rust type and SQL type — from which
 //! the [`Projection`](super::Projection) implementation (the table's
 //! [`TableSpec`](super::TableSpec), its load and write statements and their
-//! parameter binding) is generated.
+//! parameter binding, and its columns as shown by the drift check) is
+//! generated.
 //!
 //! A macro rather than a spec type beside a hand-written struct: the
 //! struct's fields, the statements' column lists and the binding of one
@@ -115,6 +116,10 @@ macro_rules! projection_table {
                         .map(|r| $crate::tables::SqlValue::wire(&r.$field))
                         .collect::<Vec<_>>()
                 ))+
+            }
+
+            fn shown_columns(&self) -> Vec<(&'static str, serde_json::Value)> {
+                vec![$((stringify!($field), $crate::tables::Shown::shown(&self.$field))),+]
             }
         }
     };

@@ -1,5 +1,5 @@
 //! Integration tests of robson-projector against real PostgreSQL: one fresh,
-//! migrated database per test (`robson_eventlog::testing::TestDb` on the
+//! migrated database per test (`robson_projector::testing::TestDb` on the
 //! cluster named by DATABASE_URL). Every test is `#[ignore = "needs
 //! PostgreSQL"]`; run them with
 //! `scripts/with-postgres.sh cargo test -p robson-projector -- --include-ignored`.

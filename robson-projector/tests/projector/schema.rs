@@ -3,9 +3,9 @@
 //! position, every table's key, and every generated statement prepared by
 //! the server.
 
-use robson_eventlog::testing::TestDb;
 use robson_projector::rows::{BalanceRow, FillRow, OrderRow, PositionRow, RiskRow, StrategyRow};
 use robson_projector::tables::{self, Projection};
+use robson_projector::testing::TestDb;
 use sqlx::Executor;
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use robson_eventlog::testing::TestDb;
+pub use robson_projector::testing::TestDb;
 
 /// 2024-03-01T08:00:00Z plus `millis`.
 pub fn at_ms(millis: i64) -> DateTime<Utc> {

@@ -3,8 +3,6 @@
 //! codes.
 
 pub mod append;
-pub mod dev;
-pub mod generate;
 pub mod rebuild;
 pub mod snapshot;
 pub mod status;
@@ -36,7 +34,7 @@ pub async fn migrate(db: &DatabaseConfig) -> anyhow::Result<()> {
     let mut conn = sqlx::PgConnection::connect(db.url.expose())
         .await
         .context("Failed to connect to the database")?;
-    let report = robson_eventlog::migrate(&mut conn)
+    let report = crate::schema::migrate(&mut conn)
         .await
         .context("Failed to apply migrations")?;
     if report.newly_applied.is_empty() {

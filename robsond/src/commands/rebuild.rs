@@ -29,6 +29,7 @@ pub async fn run(
         .context("Rebuild failed; the live tables are unchanged")?;
     bar.finish_and_clear();
     let c = &rebuilt.counts;
+    let o = &c.outcome;
     let secs = rebuilt.elapsed.as_secs_f64();
     match &rebuilt.snapshot {
         Some(s) => println!(
@@ -44,11 +45,11 @@ pub async fn run(
          {} already applied, {} held, {} dead-lettered, {} operator decisions replayed",
         c.events_read,
         c.events_read as f64 / secs.max(1e-9),
-        c.applied,
-        c.skipped_unhandled,
-        c.already_applied,
-        c.held,
-        c.dead_lettered,
+        o.applied,
+        o.skipped_unhandled,
+        o.already_applied,
+        o.held,
+        o.dead_lettered.len(),
         c.decisions_replayed
     );
     println!(

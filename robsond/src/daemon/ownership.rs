@@ -49,7 +49,7 @@ pub enum Layout {
 
 /// What to change after a rebalancing round.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Reassignment {
     /// Partitions just locked: start their projectors.
     pub acquired: Vec<usize>,
     /// Partitions to hand back: drain their projectors, then [`Ownership::release`].
@@ -174,10 +174,10 @@ impl Ownership {
 
     /// One round: take free partitions up to the fair share, name the
     /// excess to release.
-    pub async fn rebalance(&mut self) -> Result<Plan, sqlx::Error> {
+    pub async fn rebalance(&mut self) -> Result<Reassignment, sqlx::Error> {
         let live = self.live_instances().await?;
         let target = self.partitions.div_ceil(live);
-        let mut plan = Plan::default();
+        let mut change = Reassignment::default();
         if self.owned.len() < target {
             for i in 0..self.partitions {
                 if self.owned.len() >= target {
@@ -194,14 +194,14 @@ impl Ownership {
                     .await?;
                 if got {
                     self.owned.insert(p);
-                    plan.acquired.push(p);
+                    change.acquired.push(p);
                 }
             }
         } else if self.owned.len() > target {
             let excess = self.owned.len() - target;
-            plan.to_release = self.owned.iter().rev().take(excess).copied().collect();
+            change.to_release = self.owned.iter().rev().take(excess).copied().collect();
         }
-        Ok(plan)
+        Ok(change)
     }
 
     /// Hands a drained partition back.

@@ -184,11 +184,11 @@ impl DaemonSupervisor {
                 drop(o);
                 return Ok(Round::Adopt(n, ownership));
             }
-            let plan = o.rebalance().await?;
+            let change = o.rebalance().await?;
             let owners = o.owners().await?;
             let owned = o.owned().clone();
             drop(o);
-            let checkpoints = if plan.acquired.is_empty() {
+            let checkpoints = if change.acquired.is_empty() {
                 Some(Vec::new())
             } else {
                 let mut conn = setup.pool.acquire().await?;
@@ -196,7 +196,7 @@ impl DaemonSupervisor {
             };
             Ok::<_, sqlx::Error>(Round::Work {
                 ownership,
-                plan,
+                change,
                 owned,
                 owners,
                 checkpoints,
@@ -213,7 +213,7 @@ impl DaemonSupervisor {
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(Round::Work {
                 ownership,
-                plan,
+                change,
                 owned,
                 owners,
                 checkpoints,
@@ -227,7 +227,7 @@ impl DaemonSupervisor {
                 }
                 match checkpoints {
                     Some(checkpoints) => {
-                        for p in plan.acquired {
+                        for p in change.acquired {
                             let from = checkpoints.get(p).copied().unwrap_or(Position::START);
                             act.start_projector(p, from);
                         }
@@ -236,7 +236,7 @@ impl DaemonSupervisor {
                     // nothing; the next round adopts the new one.
                     None => tracing::info!("Partition layout changed during the round."),
                 }
-                for p in plan.to_release {
+                for p in change.to_release {
                     act.retire(ctx, p, Some(ownership.clone()));
                 }
                 let st = &act.setup.state;
@@ -379,7 +379,7 @@ impl Actor for DaemonSupervisor {
 enum Round {
     Work {
         ownership: Arc<tokio::sync::Mutex<Ownership>>,
-        plan: super::ownership::Plan,
+        change: super::ownership::Reassignment,
         owned: std::collections::BTreeSet<usize>,
         owners: Vec<Option<String>>,
         /// None: the stored layout changed after it was settled.

@@ -83,9 +83,9 @@ async fn catch_up(
     loop {
         let outcome =
             catch_up_stream(&mut *conn, stream_key, replayer.policy, replayer.batch_size).await?;
-        replayer.counts.add(&outcome);
         let moved =
             outcome.applied + outcome.skipped_unhandled + outcome.dead_lettered.len() as u64;
+        replayer.counts.outcome.merge(outcome);
         let pending: Option<bool> = sqlx::query_scalar(
             "SELECT resume_requested FROM projection_stream_progress WHERE stream_key = $1",
         )

@@ -59,28 +59,17 @@ pub(super) async fn connect_workers(
     Ok(workers)
 }
 
-/// What a replay did, event by event (the daemon's outcome categories).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// What a replay did: its batches' outcomes (the daemon's own categories,
+/// merged by [`BatchOutcome::merge`]) and what only a replay does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayCounts {
     /// Events read from the log (in commit-safe order or per stream).
     pub events_read: u64,
-    pub applied: u64,
-    pub skipped_unhandled: u64,
-    pub already_applied: u64,
-    pub held: u64,
-    pub dead_lettered: u64,
+    /// Every batch's outcome, merged (its dead letters and parked streams
+    /// too: a few per poison event, already written to the tables).
+    pub outcome: BatchOutcome,
     /// Operator decisions (skip, retry) taken over from the live dead letters.
     pub decisions_replayed: u64,
-}
-
-impl ReplayCounts {
-    pub(super) fn add(&mut self, outcome: &BatchOutcome) {
-        self.applied += outcome.applied;
-        self.skipped_unhandled += outcome.skipped_unhandled;
-        self.already_applied += outcome.already_applied;
-        self.held += outcome.held;
-        self.dead_lettered += outcome.dead_lettered.len() as u64;
-    }
 }
 
 /// The settings and running state of one replay into a shadow.
@@ -152,7 +141,7 @@ impl<'a> Replayer<'a> {
             self.apply_in_parallel(events).await?
         };
         self.counts.events_read += read;
-        self.counts.add(&outcome);
+        self.counts.outcome.merge(outcome.clone());
         self.bar.inc(read);
         if !outcome.newly_parked.is_empty() {
             decisions::replay(conn, self).await?;

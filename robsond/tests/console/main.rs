@@ -21,12 +21,14 @@ mod page;
 
 use std::path::PathBuf;
 
-use robson_eventlog::testing::TestDb;
 use serde_json::json;
 
 use browser::Browser;
 use corpus::{Corpus, TOKEN};
 use support::{append_flows, wait_caught_up, wait_for_stream, Daemon};
+
+/// A test database with every migration robsond applies.
+type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 /// `target/console/NAME` (the target directory cargo builds this test in).
 pub fn screenshot_path(name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 //! daemon does not know, 409 for one that is not parked, and 404 saying that
 //! admin is off when no token is configured. Every error is JSON `{error}`.
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -11,9 +11,9 @@
 //! bodiless 431, sent before any application code runs), the daemon is
 //! healthy afterwards and its log has no ERROR line.
 
+use crate::support::TestDb;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
-use robson_eventlog::testing::TestDb;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

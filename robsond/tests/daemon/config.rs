@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use nix::sys::signal::Signal;
-use robson_eventlog::testing::TestDb;
 use serde_json::Value;
 use sqlx::Connection as _;
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! `kill -9` at any moment loses only an uncommitted transaction (SPEC §4.1).
 
+use crate::support::TestDb;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use robson_eventlog::testing::TestDb;
 
 use crate::support::{
     append_flows, assert_equals_clean_run, projected, unprojected, wait_caught_up, wait_projected,

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use chrono::{DateTime, Utc};
-use robson_eventlog::testing::TestDb;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -7,7 +7,7 @@
 //! produce, so the rules are judged at the daemon level too, not only
 //! against another run of the same code.
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use robson_projector::testing::Fixture;
 use robson_projector::PoisonPolicy;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `robsond generate`: deterministic for a seed, and its flows project with
 //! no dead letter.
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 
 use crate::support::{robsond, texts, wait_caught_up, Daemon};
 

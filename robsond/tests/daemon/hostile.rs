@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use robson_eventlog::testing::{insert_unchecked, TestDb};
+use crate::support::TestDb;
+use robson_eventlog::testing::insert_unchecked;
 use robson_eventlog::{append_event, MAX_PAYLOAD_BYTES};
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use serde_json::Value;
 
 use crate::support::{

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::support::TestDb;
 use reqwest::Method;
-use robson_eventlog::testing::TestDb;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 use uuid::Uuid;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 
 use crate::support::{
     append_flows, assert_equals_clean_run, get_json, get_text, guard_against_hang, http,

@@ -2,7 +2,7 @@
 //! codes, an error is said once (not `Connection refused (os error 111):
 //! Connection refused (os error 111)`), and counts have the right number.
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::poison::{append_acked_before_submitted, PARKED_SEQ};

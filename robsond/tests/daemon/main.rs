@@ -27,6 +27,7 @@ mod http_doc;
 mod instances;
 mod logs;
 mod metric_semantics;
+mod migrate;
 mod partitions;
 mod poison;
 mod runbooks;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use uuid::Uuid;
 
 use crate::http_doc::append_balance;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use sqlx::PgPool;
 
 use crate::support::{

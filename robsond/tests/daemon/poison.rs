@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;

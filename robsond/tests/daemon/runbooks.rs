@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 
 use crate::support::{
     append_flows, assert_equals_clean_run, assert_same_image, get_json, get_text,

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use nix::sys::signal::Signal;
-use robson_eventlog::testing::TestDb;
 
 use crate::support::{
     append_flows, assert_equals_clean_run, assert_no_panic, free_port, get_json,

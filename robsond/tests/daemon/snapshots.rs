@@ -3,7 +3,7 @@
 //! a rebuild starts from the snapshot named, or the latest without an ID,
 //! and yields what a rebuild from the log yields.
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use serde_json::Value;
 
 use crate::support::{

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::support::TestDb;
 use robsond::partition::partition_of;
 use serde_json::json;
 use sqlx::PgPool;

@@ -17,10 +17,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use robson_eventlog::{append_batch, Event};
 use robson_projector::tables::{self, READ_MODELS};
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
+
+/// A test database with every migration robsond applies.
+pub type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 /// The daemon binary under test.
 pub const ROBSOND: &str = env!("CARGO_BIN_EXE_robsond");

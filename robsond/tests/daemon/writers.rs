@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::TestDb;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use robson_eventlog::append_event;
-use robson_eventlog::testing::TestDb;
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 

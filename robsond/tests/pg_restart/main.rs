@@ -24,12 +24,13 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
-
 use support::{
     append_flows, assert_equals_clean_run, get_json, get_text, guard_against_hang, http,
     metric_sum, wait_caught_up, wait_projected, Daemon,
 };
+
+/// A test database with every migration robsond applies.
+type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 /// Held for the whole of each test: the libtest threads would otherwise run
 /// them side by side, and one's outage would break another's database.

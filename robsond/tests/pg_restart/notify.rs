@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use robson_eventlog::testing::TestDb;
+use crate::TestDb;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -25,13 +25,15 @@ mod server;
 
 use std::time::Instant;
 
-use robson_eventlog::testing::TestDb;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 use uuid::Uuid;
 
 use server::Prometheus;
 use support::{append_all, append_flows, event, http, wait_caught_up, wait_for_stream, Daemon};
+
+/// A test database with every migration robsond applies.
+type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 const TOKEN: &str = "prometheus-token-58a1c2";
 

@@ -4,7 +4,7 @@
 use crate::fixture::{append, copy};
 use crate::image::{assert_same, image, row_count};
 use crate::process::{robsond_ok, wait_caught_up, Daemon};
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use robson_eventlog::testing::{admin_url, url_with_database, TestDb};
+use robson_eventlog::testing::{admin_url, url_with_database};
 use robson_eventlog::{append_batch, Event};
-use robsond::generate::FlowGenerator;
+use robsond::tools::generate::FlowGenerator;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -29,6 +29,9 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::process::{robsond_ok, wait_caught_up, Daemon};
+
+/// A test database with every migration robsond applies.
+type TestDb = robson_eventlog::testing::Database<robsond::schema::Robsond>;
 
 const PHASE_A_ORDERS: u64 = 1900;
 const PHASE_B_ORDERS: u64 = 460;

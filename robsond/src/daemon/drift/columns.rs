@@ -1,25 +1,17 @@
-//! The columns of a projection row as JSON values, and the differences
-//! between a live row and the row the log gives. Values are compared as
-//! what they mean (decimals by value: `0` and `0.00000000` are equal) and
-//! shown as an operator reads them (decimals normalised, timestamps in
-//! RFC 3339 with microseconds, ids hyphenated).
-//!
-//! The column lists below are the drift check's own reading of
-//! `robson_projector::rows`; when the tables are declared once, they are
-//! to be derived from those declarations.
+//! The differences between a live projection row and the row the log
+//! gives, column by column. The columns, their names, key and order come
+//! from the table's declaration (`projection_table!` in
+//! `robson_projector::rows`, [`Projection::shown_columns`]); values are
+//! compared as what they mean and shown as an operator reads them
+//! ([`robson_projector::tables::Shown`]: decimals by value and normalised,
+//! timestamps in RFC 3339 with microseconds, ids hyphenated). A column
+//! added to a declaration is compared and reported with no edit here.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use robson_projector::decimal::Notional;
-use robson_projector::rows::{
-    BalanceRow, FillRow, OrderRow, OrderStatus, OrderType, PositionRow, PositionSide,
-    PositionState, RiskRow, Side, StrategyRow,
-};
-use rust_decimal::Decimal;
+use robson_projector::tables::Projection;
 use serde::Serialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 /// One column of one row that differs between the live table and the log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,255 +25,6 @@ pub struct ColumnDiff {
     pub live: Value,
     pub expected: Value,
 }
-
-/// A value as it is compared and shown.
-pub trait Cell {
-    fn cell(&self) -> Value;
-}
-
-impl Cell for Uuid {
-    fn cell(&self) -> Value {
-        Value::String(self.to_string())
-    }
-}
-
-impl Cell for String {
-    fn cell(&self) -> Value {
-        Value::String(self.clone())
-    }
-}
-
-impl Cell for Decimal {
-    fn cell(&self) -> Value {
-        Value::String(self.normalize().to_string())
-    }
-}
-
-impl Cell for Notional {
-    fn cell(&self) -> Value {
-        let text = self.to_db_text();
-        let trimmed = text.trim_end_matches('0').trim_end_matches('.');
-        Value::String(trimmed.to_owned())
-    }
-}
-
-impl Cell for DateTime<Utc> {
-    fn cell(&self) -> Value {
-        Value::String(self.to_rfc3339_opts(SecondsFormat::Micros, true))
-    }
-}
-
-impl Cell for bool {
-    fn cell(&self) -> Value {
-        Value::Bool(*self)
-    }
-}
-
-impl Cell for i64 {
-    fn cell(&self) -> Value {
-        Value::from(*self)
-    }
-}
-
-impl Cell for Value {
-    fn cell(&self) -> Value {
-        self.clone()
-    }
-}
-
-impl Cell for Vec<String> {
-    fn cell(&self) -> Value {
-        Value::from(self.clone())
-    }
-}
-
-impl<T: Cell> Cell for Option<T> {
-    fn cell(&self) -> Value {
-        self.as_ref().map_or(Value::Null, Cell::cell)
-    }
-}
-
-macro_rules! text_cells {
-    ($($t:ty),+) => {
-        $(impl Cell for $t {
-            fn cell(&self) -> Value {
-                Value::String(self.as_str().to_owned())
-            }
-        })+
-    };
-}
-
-text_cells!(Side, OrderType, OrderStatus, PositionSide, PositionState);
-
-/// A projection row: its table, key columns and every column.
-pub trait Columns {
-    const TABLE: &'static str;
-    const KEY: &'static [&'static str];
-    fn columns(&self) -> Vec<(&'static str, Value)>;
-}
-
-macro_rules! columns {
-    ($row:ty, $table:literal, [$($key:literal),+], [$($col:ident),+ $(,)?]) => {
-        impl Columns for $row {
-            const TABLE: &'static str = $table;
-            const KEY: &'static [&'static str] = &[$($key),+];
-            fn columns(&self) -> Vec<(&'static str, Value)> {
-                vec![$((stringify!($col), self.$col.cell())),+]
-            }
-        }
-    };
-}
-
-columns!(
-    OrderRow,
-    "orders_current",
-    ["tenant_id", "order_id"],
-    [
-        order_id,
-        tenant_id,
-        account_id,
-        position_id,
-        exchange_order_id,
-        client_order_id,
-        exchange_trade_ids,
-        symbol,
-        side,
-        order_type,
-        quantity,
-        price,
-        stop_price,
-        filled_quantity,
-        average_fill_price,
-        total_fee,
-        fee_asset,
-        status,
-        last_event_id,
-        last_seq,
-        created_at,
-        updated_at,
-        filled_at,
-        fill_notional,
-    ]
-);
-
-columns!(
-    FillRow,
-    "fills",
-    ["tenant_id", "fill_id"],
-    [
-        fill_id,
-        tenant_id,
-        account_id,
-        order_id,
-        exchange_order_id,
-        exchange_trade_id,
-        symbol,
-        side,
-        fill_price,
-        fill_quantity,
-        fee,
-        fee_asset,
-        is_maker,
-        filled_at,
-    ]
-);
-
-columns!(
-    PositionRow,
-    "positions_current",
-    ["tenant_id", "position_id"],
-    [
-        position_id,
-        tenant_id,
-        account_id,
-        strategy_id,
-        symbol,
-        side,
-        entry_price,
-        entry_quantity,
-        entry_filled_at,
-        technical_stop_price,
-        technical_stop_distance,
-        current_quantity,
-        trailing_stop_price,
-        realized_pnl,
-        total_fees,
-        state,
-        entry_order_id,
-        exit_order_id,
-        stop_loss_order_id,
-        last_event_id,
-        last_seq,
-        created_at,
-        updated_at,
-        closed_at,
-    ]
-);
-
-columns!(
-    BalanceRow,
-    "balances_current",
-    ["tenant_id", "account_id", "asset"],
-    [
-        tenant_id,
-        account_id,
-        asset,
-        free,
-        locked,
-        total,
-        sampled_at,
-        last_event_id,
-        last_seq,
-        updated_at,
-    ]
-);
-
-columns!(
-    RiskRow,
-    "risk_state_current",
-    ["tenant_id", "account_id", "strategy_id"],
-    [
-        tenant_id,
-        account_id,
-        strategy_id,
-        total_exposure,
-        max_exposure,
-        daily_pnl,
-        daily_loss_limit,
-        drawdown,
-        max_drawdown,
-        is_violated,
-        violation_reason,
-        violated_at,
-        calculated_at,
-        last_event_id,
-        last_seq,
-        updated_at,
-    ]
-);
-
-columns!(
-    StrategyRow,
-    "strategy_state_current",
-    ["tenant_id", "strategy_id"],
-    [
-        strategy_id,
-        tenant_id,
-        account_id,
-        strategy_name,
-        strategy_type,
-        detector_config,
-        risk_config,
-        is_enabled,
-        enabled_at,
-        disabled_at,
-        disabled_reason,
-        last_event_id,
-        last_seq,
-        created_at,
-        updated_at,
-    ]
-);
 
 /// The marker column of a row that exists on one side only.
 pub const WHOLE_ROW: &str = "(row)";
@@ -309,16 +52,16 @@ fn object(columns: Vec<(&'static str, Value)>) -> Value {
 
 /// The differences between a live row and the expected one (either may be
 /// absent), appended to `out`.
-pub fn diff<R: Columns>(live: Option<&R>, expected: Option<&R>, out: &mut Vec<ColumnDiff>) {
-    let (live, expected) = (live.map(R::columns), expected.map(R::columns));
+pub fn diff<R: Projection>(live: Option<&R>, expected: Option<&R>, out: &mut Vec<ColumnDiff>) {
+    let (live, expected) = (live.map(R::shown_columns), expected.map(R::shown_columns));
     match (live, expected) {
         (None, None) => {}
         (Some(live), Some(expected)) => {
-            let key = key_of(&expected, R::KEY);
+            let key = key_of(&expected, R::TABLE.key);
             for ((column, l), (_, e)) in live.into_iter().zip(expected) {
                 if l != e {
                     out.push(ColumnDiff {
-                        table: R::TABLE,
+                        table: R::TABLE.name,
                         key: key.clone(),
                         column,
                         live: l,
@@ -330,10 +73,10 @@ pub fn diff<R: Columns>(live: Option<&R>, expected: Option<&R>, out: &mut Vec<Co
         (live, expected) => {
             let key = key_of(
                 live.as_ref().or(expected.as_ref()).map_or(&[][..], |c| c),
-                R::KEY,
+                R::TABLE.key,
             );
             out.push(ColumnDiff {
-                table: R::TABLE,
+                table: R::TABLE.name,
                 key,
                 column: WHOLE_ROW,
                 live: live.map_or(Value::Null, object),
@@ -345,6 +88,12 @@ pub fn diff<R: Columns>(live: Option<&R>, expected: Option<&R>, out: &mut Vec<Co
 
 #[cfg(test)]
 mod tests {
+    use chrono::{DateTime, Utc};
+    use robson_projector::rows::BalanceRow;
+    use robson_projector::tables::Shown;
+    use rust_decimal::Decimal;
+    use uuid::Uuid;
+
     use super::*;
 
     fn balance(free: &str) -> BalanceRow {
@@ -363,6 +112,17 @@ mod tests {
             last_seq: 3,
             updated_at: at,
         }
+    }
+
+    #[test]
+    fn every_declared_column_is_compared_in_table_order() {
+        let shown: Vec<&str> = balance("1")
+            .shown_columns()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let declared: Vec<&str> = BalanceRow::TABLE.column_names().collect();
+        assert_eq!(shown, declared);
     }
 
     #[test]
@@ -394,7 +154,7 @@ mod tests {
         assert_eq!(out[0].table, "balances_current");
         assert_eq!(out[0].key["asset"], Value::from("BTC"));
         assert_eq!(
-            balance("1").sampled_at.cell(),
+            balance("1").sampled_at.shown(),
             Value::from("2026-01-02T03:04:05.123456Z")
         );
     }

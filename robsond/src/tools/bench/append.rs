@@ -34,9 +34,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::probe::Latencies;
-use crate::commands::dev::binaries::{PgBin, RunAs};
-use crate::commands::dev::cluster::Cluster;
-use crate::generate::FlowGenerator;
+use crate::tools::dev::binaries::{PgBin, RunAs};
+use crate::tools::dev::cluster::Cluster;
+use crate::tools::generate::FlowGenerator;
 
 /// Calls (or rows) per transaction of the pipelined and batched measures.
 const PER_TX: usize = 1000;
@@ -330,7 +330,7 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
             .execute(&mut admin)
             .await?;
         let mut tpl = PgConnection::connect(&with_database(base, TEMPLATE)).await?;
-        robson_eventlog::migrate(&mut tpl)
+        crate::schema::migrate(&mut tpl)
             .await
             .context("Failed to migrate")?;
         tpl.close().await?;

@@ -29,10 +29,10 @@ use anyhow::Context as _;
 use sqlx::Connection as _;
 
 use crate::cli::GenerateArgs;
-use crate::commands::dev::binaries::{PgBin, RunAs};
-use crate::commands::dev::cluster::Cluster;
-use crate::commands::generate::append_flows;
-use crate::generate::Profile;
+use crate::tools::dev::binaries::{PgBin, RunAs};
+use crate::tools::dev::cluster::Cluster;
+use crate::tools::generate::command::append_flows;
+use crate::tools::generate::Profile;
 use report::Report;
 
 /// Events of the sample the per-event pipelined reference writes, at most.
@@ -131,7 +131,7 @@ async fn measure(
     let pool = crate::app::connect(url, 8).await?;
     {
         let mut conn = pool.acquire().await?;
-        robson_eventlog::migrate(&mut conn)
+        crate::schema::migrate(&mut conn)
             .await
             .context("Failed to migrate")?;
     }

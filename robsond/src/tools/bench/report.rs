@@ -1,7 +1,7 @@
 //! The benchmark's figures and the table it prints.
 
 use super::probe::Latencies;
-use crate::generate::Profile;
+use crate::tools::generate::Profile;
 
 /// Everything one run of one profile measured.
 #[derive(Debug)]

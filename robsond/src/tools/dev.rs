@@ -21,8 +21,8 @@ use anyhow::Context as _;
 
 use crate::app::Application;
 use crate::cli::{DevArgs, GenerateArgs};
-use crate::commands::generate::append_flows;
 use crate::config::{redacted_url, Config, ConfigError, LogFormat, Secret};
+use crate::tools::generate::command::append_flows;
 use binaries::{PgBin, RunAs};
 use cluster::{Cluster, Server};
 use signals::Stop;
@@ -34,7 +34,7 @@ const TENANTS: u32 = 2;
 
 /// The daemon's configuration and what the environment decided about it.
 #[derive(Debug)]
-struct Plan {
+struct DevSetup {
     config: Config,
     /// DATABASE_URL was set: use it and start no PostgreSQL.
     external_database: bool,
@@ -48,8 +48,8 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let filter = vars.get("RUST_LOG").map_or("warn", |f| f.as_str());
     crate::telemetry::init_subscriber(LogFormat::Text, filter);
     // Checked before anything starts: a bad variable exits 2 at once.
-    let plan = plan(vars)?;
-    actix_rt::System::new().block_on(session(args, plan))?;
+    let setup = setup(vars)?;
+    actix_rt::System::new().block_on(session(args, setup))?;
     eprintln!("robsond dev: stopped.");
     Ok(())
 }
@@ -65,41 +65,41 @@ fn environment() -> BTreeMap<String, String> {
         .collect()
 }
 
-fn plan(mut vars: BTreeMap<String, String>) -> Result<Plan, ConfigError> {
+fn setup(mut vars: BTreeMap<String, String>) -> Result<DevSetup, ConfigError> {
     let external_database = vars.contains_key("DATABASE_URL");
     let http_addr_given = vars.contains_key("ROBSON_HTTP_ADDR");
     if !external_database {
         vars.insert("DATABASE_URL".into(), PLACEHOLDER_URL.into());
     }
     let config = Config::from_vars(vars)?;
-    Ok(Plan {
+    Ok(DevSetup {
         config,
         external_database,
         http_addr_given,
     })
 }
 
-async fn session(args: DevArgs, plan: Plan) -> anyhow::Result<()> {
+async fn session(args: DevArgs, setup: DevSetup) -> anyhow::Result<()> {
     let stop = Stop::install()?;
-    if plan.external_database {
-        let url = redacted_url(plan.config.database.url.expose());
+    if setup.external_database {
+        let url = redacted_url(setup.config.database.url.expose());
         eprintln!("robsond dev: DATABASE_URL is set; using {url} and starting no PostgreSQL.");
         let about = format!("database    {url} (from DATABASE_URL)");
-        return serve(&args, plan, &stop, about).await;
+        return serve(&args, setup, &stop, about).await;
     }
     eprintln!(
         "robsond dev: starting PostgreSQL in {} …",
         args.data_dir.display()
     );
     let (server, about) = start_postgres(args.data_dir.clone()).await?;
-    let mut plan = plan;
-    plan.config.database.url = Secret::new(server.url(cluster::DATABASE));
+    let mut setup = setup;
+    setup.config.database.url = Secret::new(server.url(cluster::DATABASE));
     let served = async {
         let Some(created) = stop.unless_stopped(server.ensure_database()).await else {
             return Ok(());
         };
         created?;
-        serve(&args, plan, &stop, about).await
+        serve(&args, setup, &stop, about).await
     }
     .await;
     let stopped = blocking(move || server.stop()).await;
@@ -132,16 +132,16 @@ async fn start_postgres(data_dir: PathBuf) -> anyhow::Result<(Server, String)> {
 
 /// Migrates, runs the daemon and the live flow until a stop is requested,
 /// then stops the flow and shuts the daemon down.
-async fn serve(args: &DevArgs, plan: Plan, stop: &Stop, about: String) -> anyhow::Result<()> {
+async fn serve(args: &DevArgs, setup: DevSetup, stop: &Stop, about: String) -> anyhow::Result<()> {
     let Some(migrated) = stop
-        .unless_stopped(super::migrate(&plan.config.database))
+        .unless_stopped(crate::commands::migrate(&setup.config.database))
         .await
     else {
         return Ok(());
     };
     migrated?;
-    let mut config = plan.config;
-    if !plan.http_addr_given {
+    let mut config = setup.config;
+    if !setup.http_addr_given {
         avoid_busy_default_port(&mut config);
     }
     let Some(app) = stop.unless_stopped(Application::build(&config)).await else {
@@ -210,7 +210,7 @@ async fn live_flow(pool: sqlx::PgPool, orders: u64, rate: u32) {
             tenants: TENANTS,
             rate,
             seed,
-            profile: crate::generate::Profile::Mixed,
+            profile: crate::tools::generate::Profile::Mixed,
         };
         match append_flows(&pool, &args, false).await {
             Ok(done) => tracing::info!(
@@ -249,27 +249,27 @@ mod tests {
 
     #[test]
     fn without_database_url_the_private_server_is_planned() {
-        let plan = plan(vars(&[("ROBSON_PARTITIONS", "2")])).expect("valid");
-        assert!(!plan.external_database && !plan.http_addr_given);
-        assert_eq!(plan.config.http_addr.to_string(), "127.0.0.1:9464");
-        assert_eq!(plan.config.partitions, 2);
+        let setup = setup(vars(&[("ROBSON_PARTITIONS", "2")])).expect("valid");
+        assert!(!setup.external_database && !setup.http_addr_given);
+        assert_eq!(setup.config.http_addr.to_string(), "127.0.0.1:9464");
+        assert_eq!(setup.config.partitions, 2);
     }
 
     #[test]
     fn database_url_and_http_addr_from_the_environment_are_kept() {
         let url = "postgres://u:secret@db:5432/robson";
-        let plan = plan(vars(&[
+        let setup = setup(vars(&[
             ("DATABASE_URL", url),
             ("ROBSON_HTTP_ADDR", "127.0.0.1:0"),
         ]))
         .expect("valid");
-        assert!(plan.external_database && plan.http_addr_given);
-        assert_eq!(plan.config.database.url.expose(), url);
+        assert!(setup.external_database && setup.http_addr_given);
+        assert_eq!(setup.config.database.url.expose(), url);
     }
 
     #[test]
     fn invalid_variables_are_configuration_errors() {
-        let err = plan(vars(&[("ROBSON_PARTITIONS", "0")])).expect_err("invalid");
+        let err = setup(vars(&[("ROBSON_PARTITIONS", "0")])).expect_err("invalid");
         assert!(err.to_string().contains("ROBSON_PARTITIONS"), "{err}");
     }
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::FlowGenerator;
 use crate::cli::GenerateArgs;
 use crate::config::DatabaseConfig;
-use crate::generate::FlowGenerator;
 
 /// Events that go into one batch append (one round trip) at full speed; at
 /// a set rate, fewer, so the flow is steady rather than bursty (about ten
@@ -25,7 +25,7 @@ fn events_per_append(rate: u32) -> usize {
 }
 
 pub async fn run(db: &DatabaseConfig, args: GenerateArgs) -> anyhow::Result<()> {
-    let pool = super::pool(db).await?;
+    let pool = crate::commands::pool(db).await?;
     let summary = append_flows(&pool, &args, true).await?;
     println!(
         "{}",

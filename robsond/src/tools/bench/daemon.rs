@@ -44,7 +44,7 @@ impl Daemon {
 
     /// [`Daemon::spawn`] with `env` on top of the defaults.
     pub fn spawn_with(url: &str, env: &[(&str, &str)]) -> anyhow::Result<Daemon> {
-        let port = crate::commands::dev::cluster::free_port()?;
+        let port = crate::tools::dev::cluster::free_port()?;
         let http = format!("127.0.0.1:{port}");
         let child = robsond(url)?
             .arg("run")

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::generate::{FlowGenerator, Profile};
+use crate::tools::generate::{FlowGenerator, Profile};
 
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]

@@ -12,6 +12,10 @@
 //!
 //! Deterministic: the same seed and profile give the same events (ids
 //! included), in the same order; timestamps advance from a fixed origin.
+//!
+//! The `robsond generate` command itself is [`command`].
+
+pub mod command;
 
 use std::collections::VecDeque;
 

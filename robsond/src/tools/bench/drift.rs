@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use super::daemon::Daemon;
 use super::probe::{self, Latencies};
-use crate::generate::Profile;
+use crate::tools::generate::Profile;
 
 /// The drift check as the "on" runs configure it.
 const ON: [(&str, &str); 2] = [
