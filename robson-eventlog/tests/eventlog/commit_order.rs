@@ -39,7 +39,7 @@ impl Consumer {
                 .fetch_one(&mut *tx)
                 .await
                 .expect("snapshot xmin");
-        let events = read_committed(&mut *tx, self.last, limit)
+        let events = read_committed(&mut tx, self.last, limit)
             .await
             .expect("read_committed");
         tx.commit().await.expect("end the read");

@@ -297,9 +297,13 @@ async fn every_reader_turns_an_undecodable_payload_into_an_error_of_that_event_o
     };
     // Other tests' open transactions on the cluster may hold the read back a moment.
     assert_eq!(crate::support::read_committed_until(&db.pool, 7).await, 7);
-    let all = read_committed(&db.pool, Position::START, 100)
-        .await
-        .expect("the commit-safe read is not failed by bad payloads");
+    let all = read_committed(
+        &mut db.pool.acquire().await.expect("connection"),
+        Position::START,
+        100,
+    )
+    .await
+    .expect("the commit-safe read is not failed by bad payloads");
     assert_eq!(all.len(), 7);
     for e in &all {
         match bad.iter().find(|(s, _)| *s == e.stream_key) {

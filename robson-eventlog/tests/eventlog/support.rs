@@ -159,11 +159,14 @@ pub async fn sql_key(
 pub async fn read_committed_until(pool: &PgPool, n: usize) -> usize {
     let started = Instant::now();
     loop {
-        let got =
-            robson_eventlog::read_committed(pool, robson_eventlog::Position::START, n as i64 + 10)
-                .await
-                .expect("read_committed")
-                .len();
+        let got = robson_eventlog::read_committed(
+            &mut pool.acquire().await.expect("connection"),
+            robson_eventlog::Position::START,
+            n as i64 + 10,
+        )
+        .await
+        .expect("read_committed")
+        .len();
         if got >= n || started.elapsed() > std::time::Duration::from_secs(30) {
             return got;
         }

@@ -204,7 +204,11 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         if listener.is_none() {
             *listener = listen(&setup.pool).await;
         }
-        let events = match robson_eventlog::read_committed(&setup.pool, cursor, window).await {
+        let read = async {
+            let mut conn = setup.pool.acquire().await?;
+            robson_eventlog::read_committed(&mut conn, cursor, window).await
+        };
+        let events = match read.await {
             Ok(events) => events,
             Err(err) => {
                 // Whatever the class, a reader has nothing to give up: it

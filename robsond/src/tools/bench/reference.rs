@@ -41,7 +41,8 @@ pub async fn naive(pool: &PgPool, n: u64) -> anyhow::Result<f64> {
     let mut events = Vec::new();
     let mut after = Position::START;
     while (events.len() as u64) < n {
-        let page = robson_eventlog::read_committed(pool, after, 1000).await?;
+        let page =
+            robson_eventlog::read_committed(&mut *pool.acquire().await?, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.position();
         events.extend(page);
