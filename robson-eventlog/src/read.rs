@@ -129,9 +129,9 @@ async fn read_committed_in<'c>(
             AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
           ORDER BY event_log.tx_id, event_log.global_position LIMIT $3"
     );
-    // Not a prepared statement: a generic plan cannot see how selective the
-    // position bound is and sorts whole partitions; a custom plan walks the
-    // index and stops at the limit.
+    // Not a prepared statement: planned with this call's bounds (sorting is
+    // off, see `read_committed`, so that plan walks the index and stops at
+    // the limit).
     let rows: Vec<EventRow> = sqlx::query_as(&sql)
         .persistent(false)
         .bind(after.tx_id.to_string())

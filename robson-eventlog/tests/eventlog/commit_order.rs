@@ -322,3 +322,39 @@ async fn a_consumer_sees_every_committed_event_once_and_no_rolled_back_one_under
         );
     }
 }
+
+/// The read turns sorting off for itself only: neither a caller's
+/// transaction nor a pooled connection keeps the setting afterwards.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_read_leaves_the_callers_settings_as_they_were() {
+    let db = TestDb::new().await;
+    append_event(
+        &db.pool,
+        &event(Uuid::new_v4(), &order_stream(), json!({"w": 0})),
+    )
+    .await
+    .expect("append");
+
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    // What it returns depends on other tests' open transactions (the xmin
+    // is the cluster's); only the settings matter here.
+    read_committed(&mut conn, Position::START, 10)
+        .await
+        .expect("read outside a transaction");
+    assert_eq!(sort(&mut conn).await.expect("show"), "on");
+
+    let mut tx = conn.begin().await.expect("begin");
+    read_committed(&mut tx, Position::START, 10)
+        .await
+        .expect("read inside a transaction");
+    assert_eq!(sort(&mut tx).await.expect("show in the transaction"), "on");
+    tx.commit()
+        .await
+        .expect("the caller's transaction still commits");
+    assert_eq!(sort(&mut conn).await.expect("show"), "on");
+}
+
+async fn sort(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SHOW enable_sort").fetch_one(conn).await
+}
