@@ -1,6 +1,7 @@
 //! Appending: the Rust side of the one append path. [`append_event`] calls
 //! the SQL function `append_event` and [`append_batch`] the set-based
-//! `robson_append_batch` (migrations/007, behind SQL `append_events` too),
+//! `robson_append_batch` (migrations/007 and 009, behind SQL
+//! `append_events` too),
 //! so SQL writers and Rust writers follow the same rules; the rules that
 //! need no database are checked here first ([`crate::rules`]), before the
 //! payload is hashed or sent. The idempotency key is computed here (it is

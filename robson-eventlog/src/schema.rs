@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("004_snapshots.sql"),
     migration!("006_append_hostile_input.sql"),
     migration!("007_append_fast.sql"),
+    migration!("009_append_batch_fast_path.sql"),
 ];
 
 /// A set of migrations that makes a working schema for some reader: the

@@ -7,6 +7,7 @@
 
 mod append_events;
 mod batch;
+mod batch_paths;
 mod commit_order;
 mod concurrency;
 mod golden;

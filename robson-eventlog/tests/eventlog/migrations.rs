@@ -295,3 +295,68 @@ async fn migrating_a_006_database_with_events_keeps_them_and_the_rules() {
     assert_eq!(rust.seq, 2);
     assert_migrate_is_a_no_op(&mut conn).await;
 }
+
+/// A database made by migrations up to 008, with batches appended by 007's
+/// `robson_append_batch`, migrated to 009: the data is unchanged, new
+/// batches (through the fast path) continue the old streams, and repeats of
+/// the old events (handed to the general path, 007's function under its new
+/// name) return the originals and write nothing.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn migrating_an_008_database_with_batches_keeps_them_and_continues_the_streams() {
+    use robson_eventlog::append_batch;
+    let mut conn = PgConnection::connect(&empty_database().await)
+        .await
+        .expect("connect");
+    let old: Vec<_> = MIGRATIONS
+        .iter()
+        .copied()
+        .filter(|m| m.name < "009")
+        .collect();
+    migrate(&mut conn, &old).await.expect("migrate to 008");
+    let tenant = Uuid::new_v4();
+    let streams: Vec<String> = (0..3).map(|_| order_stream()).collect();
+    let batch = |round: i64| -> Vec<robson_eventlog::Event> {
+        streams
+            .iter()
+            .flat_map(|s| (0..2).map(move |i| event(tenant, s, json!({"round": round, "i": i}))))
+            .collect()
+    };
+    let first = append_batch(&mut conn, &batch(0))
+        .await
+        .expect("a batch with 007");
+    let before = log_images(&mut conn).await;
+
+    let report = migrate(&mut conn, MIGRATIONS)
+        .await
+        .expect("migrate to the current schema");
+    assert_eq!(report.newly_applied, vec!["009_append_batch_fast_path.sql"]);
+    assert_eq!(log_images(&mut conn).await, before, "the data is unchanged");
+
+    let repeats = append_batch(&mut conn, &batch(0))
+        .await
+        .expect("the same batch again");
+    assert_eq!(
+        repeats
+            .iter()
+            .map(|o| (o.event_id, o.seq))
+            .collect::<Vec<_>>(),
+        first
+            .iter()
+            .map(|o| (o.event_id, o.seq))
+            .collect::<Vec<_>>()
+    );
+    assert!(repeats.iter().all(|o| o.duplicate));
+    assert_eq!(log_images(&mut conn).await, before, "repeats write nothing");
+
+    let next = append_batch(&mut conn, &batch(1))
+        .await
+        .expect("a new batch with 009");
+    assert_eq!(
+        next.iter()
+            .map(|o| (o.seq, o.duplicate))
+            .collect::<Vec<_>>(),
+        [(3, false), (4, false)].repeat(3)
+    );
+    assert_migrate_is_a_no_op(&mut conn).await;
+}

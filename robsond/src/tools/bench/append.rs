@@ -16,7 +16,10 @@
 //! - the references, on the same rows with their seq and idempotency key
 //!   computed beforehand: a plain pipelined single-row INSERT, 1,000 per
 //!   transaction, into a table shaped like `event_log` with its unique
-//!   indexes on `(stream_key, seq)` and `idempotency_key`; and one COPY.
+//!   indexes on `(stream_key, seq)` and `idempotency_key`; one COPY into
+//!   that table; and one COPY into the log's own tables (`event_log` with
+//!   its partitions and read indexes, `event_log_keys`, `event_streams`),
+//!   what any append must write at least.
 //!
 //! Latency "per call" is, for autocommit, the round trip of each call; for a
 //! pipeline, each transaction's time divided by its 1,000 calls; for the
@@ -449,6 +452,13 @@ async fn measure(base: &str, bulk: usize, pg_version: String) -> anyhow::Result<
         )
         .await?,
     );
+    out.push(
+        copy_log_reference(
+            &bench.fresh_database().await?,
+            rows_of(flow(next_seed(), bulk)),
+        )
+        .await?,
+    );
     Ok(render(
         &out,
         &pg_version,
@@ -557,45 +567,131 @@ fn copy_field(out: &mut String, value: Option<&str>) {
     }
 }
 
+/// One COPY text line of `fields`.
+fn copy_line(text: &mut String, fields: &[Option<String>]) {
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            text.push('\t');
+        }
+        copy_field(text, f.as_deref());
+    }
+    text.push('\n');
+}
+
+async fn copy_in(conn: &mut PgConnection, statement: &str, text: String) -> anyhow::Result<()> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(text.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// The fields of a row that both COPY references write to their event table.
+fn event_fields(r: &Row, event_id: &uuid::Uuid) -> Vec<Option<String>> {
+    let e = &r.event;
+    vec![
+        Some(event_id.to_string()),
+        Some(e.tenant_id.to_string()),
+        Some(e.stream_key.clone()),
+        Some(r.seq.to_string()),
+        Some(e.event_type.clone()),
+        Some(e.payload.to_string()),
+        Some(e.occurred_at.to_rfc3339()),
+        Some(r.key.clone()),
+        e.command_id.map(|c| c.to_string()),
+    ]
+}
+
+const EVENT_COLUMNS: &str =
+    "event_id, tenant_id, stream_key, seq, event_type, payload, occurred_at, idempotency_key, \
+     command_id";
+
+/// COPY of the rows into the reference table of the issue: `event_log`'s
+/// columns, two unique indexes.
 async fn copy_reference(url: &str, rows: Vec<Row>) -> anyhow::Result<Measure> {
     let mut conn = PgConnection::connect(url).await?;
     sqlx::raw_sql(REFERENCE_DDL).execute(&mut conn).await?;
     let mut text = String::new();
     for r in &rows {
-        let e = &r.event;
-        let command = e.command_id.map(|c| c.to_string());
-        let fields = [
-            Some(uuid::Uuid::new_v4().to_string()),
-            Some(e.tenant_id.to_string()),
-            Some(e.stream_key.clone()),
-            Some(r.seq.to_string()),
-            Some(e.event_type.clone()),
-            Some(e.payload.to_string()),
-            Some(e.occurred_at.to_rfc3339()),
-            Some(r.key.clone()),
-            command,
-        ];
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                text.push('\t');
-            }
-            copy_field(&mut text, f.as_deref());
-        }
-        text.push('\n');
+        copy_line(&mut text, &event_fields(r, &uuid::Uuid::new_v4()));
     }
     // The text is ready before the clock starts, as the rows of the INSERT
     // reference are.
     let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY bench_ref (event_id, tenant_id, stream_key, seq, event_type, payload, \
-             occurred_at, idempotency_key, command_id) FROM STDIN",
-        )
-        .await?;
-    copy.send(text.into_bytes()).await?;
-    copy.finish().await?;
+    copy_in(
+        &mut conn,
+        &format!("COPY bench_ref ({EVENT_COLUMNS}) FROM STDIN"),
+        text,
+    )
+    .await?;
     Ok(Measure {
         name: "reference: COPY, one transaction".into(),
+        events: rows.len(),
+        secs: started.elapsed().as_secs_f64(),
+        latency: None,
+    })
+}
+
+/// COPY of the rows, with their seqs, keys and positions computed, into the
+/// log's own tables as an append leaves them (`event_log` with its
+/// partitions and indexes, `event_log_keys`, `event_streams`), in one
+/// transaction: what the append path must write at least.
+async fn copy_log_reference(url: &str, rows: Vec<Row>) -> anyhow::Result<Measure> {
+    let mut conn = PgConnection::connect(url).await?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let (mut events, mut keys, mut streams) = (String::new(), String::new(), String::new());
+    let mut heads: HashMap<&str, (String, i64)> = HashMap::new();
+    for (position, r) in (1_i64..).zip(&rows) {
+        let id = uuid::Uuid::new_v4();
+        let mut fields = event_fields(r, &id);
+        fields.push(Some(position.to_string()));
+        copy_line(&mut events, &fields);
+        copy_line(
+            &mut keys,
+            &[
+                Some(r.key.clone()),
+                Some(id.to_string()),
+                Some(r.event.stream_key.clone()),
+                Some(r.seq.to_string()),
+                Some(position.to_string()),
+                Some(now.clone()),
+            ],
+        );
+        heads.insert(&r.event.stream_key, (r.event.tenant_id.to_string(), r.seq));
+    }
+    for (stream, (tenant, head)) in heads {
+        copy_line(
+            &mut streams,
+            &[
+                Some(stream.to_owned()),
+                Some(tenant),
+                Some(head.to_string()),
+            ],
+        );
+    }
+    let started = Instant::now();
+    let mut tx = conn.begin().await?;
+    copy_in(
+        &mut tx,
+        "COPY event_streams (stream_key, tenant_id, last_seq) FROM STDIN",
+        streams,
+    )
+    .await?;
+    copy_in(
+        &mut tx,
+        "COPY event_log_keys (idempotency_key, event_id, stream_key, seq, global_position, \
+         ingested_at) FROM STDIN",
+        keys,
+    )
+    .await?;
+    copy_in(
+        &mut tx,
+        &format!("COPY event_log ({EVENT_COLUMNS}, global_position) FROM STDIN"),
+        events,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Measure {
+        name: "reference: COPY into the log's own tables, one transaction".into(),
         events: rows.len(),
         secs: started.elapsed().as_secs_f64(),
         latency: None,
@@ -615,7 +711,8 @@ fn find<'a>(out: &'a [Measure], prefix: &str) -> Option<&'a Measure> {
 fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> String {
     let insert1 = find(out, "reference: plain INSERT, pipelined 1,000/tx, 1 ");
     let insert4 = find(out, "reference: plain INSERT, pipelined 1,000/tx, 4 ");
-    let copy = find(out, "reference: COPY");
+    let copy = find(out, "reference: COPY, one");
+    let copy_log = find(out, "reference: COPY into the log's own tables");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut s = format!(
         "robson bench --append: PostgreSQL {pg}, {cores} cores, load average {before} (start) / {after} (end)\n\
@@ -643,9 +740,15 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
         } else {
             None
         };
-        let ratio = reference
+        let mut ratio = reference
             .map(|(what, r)| format!("{:.1} % of {what}", 100.0 * m.eps() / r.eps()))
             .unwrap_or_default();
+        if let (Some(("COPY", _)), Some(log)) = (reference, copy_log) {
+            ratio.push_str(&format!(
+                ", {:.1} % of COPY into the log's tables",
+                100.0 * m.eps() / log.eps()
+            ));
+        }
         let (p50, p99) = m
             .latency
             .map(|l| (format!("{:.2}", l.p50_ms), format!("{:.2}", l.p99_ms)))
