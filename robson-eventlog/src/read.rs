@@ -142,19 +142,25 @@ async fn read_committed_in<'c>(
     Ok(rows.into_iter().map(EventEnvelope::from).collect())
 }
 
-/// True when committed events after `after` exist that [`read_committed`]
-/// cannot return yet because an older transaction (any writer on the
-/// cluster, a projector's included) is still open. A reader that just got
-/// fewer events than it asked for should then read again shortly instead of
-/// waiting for the next notification, which may already have been sent.
-pub async fn committed_behind_xmin<'c>(
+/// True when committed events after `after` exist, whether
+/// [`read_committed`] can return them now or only once an older transaction
+/// (any writer on the cluster, a projector's included) has ended. A reader
+/// that just got fewer events than it asked for asks this before waiting
+/// for the next notification, which may already have been sent: true means
+/// read again (soon, if they are held back).
+///
+/// It asks about every committed event, not only those behind the snapshot's
+/// xmin: an older transaction that ends between the read and this check
+/// lets the held-back events through, and a check restricted to those still
+/// behind xmin would then say false, leaving them unread until the next
+/// poll.
+pub async fn committed_after<'c>(
     executor: impl PgExecutor<'c>,
     after: Position,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM event_log \
-          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
-            AND tx_id >= (SELECT pg_snapshot_xmin(pg_current_snapshot())))",
+          WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
     )
     .persistent(false)
     .bind(after.tx_id.to_string())

@@ -13,6 +13,10 @@
 //!   the transaction is rolled back and the projector stops as on any fatal
 //!   error. (Schema errors such as a missing table are transient by design:
 //!   retried until the operator fixes them; see `robson_projector::classify`.)
+//! - `poller-after-read`: after each successful read of the log, before the
+//!   poller looks for events still unread. `return(MS)` pauses the poller
+//!   there for MS milliseconds (without blocking its thread), so a test can
+//!   end a transaction between the read and that check.
 
 use sqlx::PgConnection;
 
@@ -42,3 +46,18 @@ pub async fn projector_batch(conn: &mut PgConnection, partition: usize) -> Resul
 pub async fn projector_batch(_: &mut PgConnection, _: usize) -> Result<(), sqlx::Error> {
     Ok(())
 }
+
+/// The `poller-after-read` point (see the module doc).
+#[cfg(feature = "failpoints")]
+pub async fn poller_after_read() {
+    let pause = fail::eval("poller-after-read", |arg| {
+        arg.and_then(|ms| ms.parse::<u64>().ok())
+    })
+    .flatten();
+    if let Some(ms) = pause {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub async fn poller_after_read() {}

@@ -116,3 +116,73 @@ async fn interleaved_commits_and_rollbacks_are_each_projected_exactly_once() {
     daemon.stop().await;
     assert_equals_clean_run(&db.pool, &db.url, &env).await;
 }
+
+/// An event held back by an older open transaction that ends (here, rolls
+/// back: no notification) between the poller's read and its look for
+/// unread events is read at once, not at the next poll. The poller is
+/// paused after every read (fail point `poller-after-read`) so that the
+/// rollback lands in that window; the poll interval is 60 s, so only the
+/// look after the read can find the event in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn an_event_let_through_between_the_read_and_the_check_is_read_at_once() {
+    use crate::support::{event, stream, wait_for_stream};
+    let db = TestDb::new().await;
+    let env = [
+        ("ROBSON_POLL_INTERVAL_MS", "60000"),
+        ("FAILPOINTS", "poller-after-read=return(600)"),
+    ];
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    let tenant = uuid::Uuid::new_v4();
+    let (account, key) = stream("account");
+    let (other_account, other_key) = stream("account");
+    let balance = |account: uuid::Uuid, total: &str| {
+        serde_json::json!({
+            "account_id": account, "asset": "USDT", "free": total, "locked": "0", "total": total
+        })
+    };
+    // Let the daemon's first reads pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // An older writer takes its transaction id and stays open.
+    let mut older = db.pool.begin().await.expect("begin");
+    append_event(
+        &mut *older,
+        &event(
+            tenant,
+            &other_key,
+            "BALANCE_SAMPLED",
+            balance(other_account, "1"),
+        ),
+    )
+    .await
+    .expect("the older append");
+    // A later one commits: its notification wakes the poller, whose read
+    // cannot return the event yet (the older transaction is open).
+    append_event(
+        &db.pool,
+        &event(tenant, &key, "BALANCE_SAMPLED", balance(account, "2")),
+    )
+    .await
+    .expect("the later append");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Inside the pause after that read, the older transaction ends without
+    // a notification.
+    older.rollback().await.expect("rollback");
+
+    let started = Instant::now();
+    wait_for_stream(
+        &db.pool,
+        &mut daemon,
+        &key,
+        "SELECT last_seq FROM projection_stream_progress WHERE stream_key = $1",
+        1_i64,
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "projected after {:?}: the event waited for the poll",
+        started.elapsed()
+    );
+    daemon.stop().await;
+}

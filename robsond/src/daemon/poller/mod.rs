@@ -36,7 +36,7 @@ mod resume;
 
 use dispatch::dispatch;
 use idle::advance_idle;
-use listen::{listen, wait_for_wakeup};
+use listen::{listen, wait_for_wakeup, Bound};
 use resume::resume_requested_streams;
 
 /// How far the read window (and with it the batches) may grow while reads
@@ -225,6 +225,11 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             }
         };
         retry.reset();
+        crate::faults::poller_after_read().await;
+        if !events.is_empty() {
+            // Progress: whatever held events back before has let them go.
+            held_back_delay = HeldBackDelay::default();
+        }
         let full = events.len() as i64 >= window;
         // Far behind, batches grow with the window (more events folded per
         // row write and per transaction); caught up, they are batch_size.
@@ -243,20 +248,20 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
         resume_requested_streams(&setup).await;
         if held_back(&setup, cursor).await {
             // Committed events wait behind an open transaction (often a
-            // projector's own): read again soon, the notification for them
-            // may already have been consumed.
-            if !sleep_or_stop(held_back_delay.next(), setup.stop.requested()).await {
-                return;
-            }
+            // projector's own, a few milliseconds): read again soon, the
+            // notification for them may already have been consumed.
+            wait_for_wakeup(&setup, listener, Bound::HeldBack(held_back_delay.next())).await;
             continue;
         }
         held_back_delay = HeldBackDelay::default();
-        wait_for_wakeup(&setup, listener).await;
+        wait_for_wakeup(&setup, listener, Bound::PollInterval).await;
     }
 }
 
 /// How long to wait before reading again while events are held back: 1 ms,
-/// doubling to 64 ms while a writer keeps its transaction open.
+/// doubling to 64 ms while reads bring nothing new (a writer keeps its
+/// transaction open), back to 1 ms as soon as one does: a steady flow of
+/// short transactions (projectors', writers') is not one long blocker.
 #[derive(Debug, Default)]
 struct HeldBackDelay(u32);
 
@@ -268,11 +273,12 @@ impl HeldBackDelay {
     }
 }
 
-/// Whether committed events after `cursor` wait behind an open
-/// transaction. A failed check says no (the next wake-up or poll reads
-/// again), logged and counted.
+/// Whether committed events after `cursor` are still unread: held back by
+/// an open transaction, or let through since the read (see
+/// `robson_eventlog::committed_after`). A failed check says no (the next
+/// wake-up or poll reads again), logged and counted.
 async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
-    match robson_eventlog::committed_behind_xmin(&setup.pool, cursor).await {
+    match robson_eventlog::committed_after(&setup.pool, cursor).await {
         Ok(held) => held,
         Err(err) => {
             count_db_error(&setup.metrics, &err);
