@@ -102,20 +102,29 @@ pub async fn read_committed(
     after: Position,
     limit: i64,
 ) -> Result<Vec<EventEnvelope>, sqlx::Error> {
-    let mut tx = if conn.is_in_transaction() {
+    let mut tx = in_index_order(conn).await?;
+    let events = read_committed_in(&mut *tx, after, limit).await?;
+    tx.rollback().await?;
+    Ok(events)
+}
+
+/// A transaction (a savepoint inside the caller's) with `enable_sort` off,
+/// for statements that must walk the `(tx_id, global_position)` index
+/// whatever the statistics; the caller rolls it back, so the setting never
+/// outlives it.
+async fn in_index_order(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    if conn.is_in_transaction() {
         let mut savepoint = conn.begin().await?;
         sqlx::query("SET LOCAL enable_sort = off")
             .execute(&mut *savepoint)
             .await?;
-        savepoint
+        Ok(savepoint)
     } else {
         // One round trip for both.
-        conn.begin_with("BEGIN; SET LOCAL enable_sort = off")
-            .await?
-    };
-    let events = read_committed_in(&mut *tx, after, limit).await?;
-    tx.rollback().await?;
-    Ok(events)
+        conn.begin_with("BEGIN; SET LOCAL enable_sort = off").await
+    }
 }
 
 async fn read_committed_in<'c>(
@@ -153,20 +162,27 @@ async fn read_committed_in<'c>(
 /// xmin: an older transaction that ends between the read and this check
 /// lets the held-back events through, and a check restricted to those still
 /// behind xmin would then say false, leaving them unread until the next
-/// poll.
-pub async fn committed_after<'c>(
-    executor: impl PgExecutor<'c>,
+/// poll. Like [`read_committed`] it walks the commit-order index whatever
+/// the statistics (the first row in index order, sorting off): planned on
+/// stale statistics, a plain `EXISTS` scanned the whole log when nothing
+/// followed `after` — the idle case — 10 ms on 69,000 events.
+pub async fn committed_after(
+    conn: &mut PgConnection,
     after: Position,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM event_log \
-          WHERE (tx_id, global_position) > ($1::text::xid8, $2))",
+    let mut tx = in_index_order(conn).await?;
+    let first: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM event_log \
+          WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
+          ORDER BY event_log.tx_id, event_log.global_position LIMIT 1",
     )
     .persistent(false)
     .bind(after.tx_id.to_string())
     .bind(after.global_position)
-    .fetch_one(executor)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.rollback().await?;
+    Ok(first.is_some())
 }
 
 /// Events of one stream with seq > `after_seq`, in seq order, at most `limit`.

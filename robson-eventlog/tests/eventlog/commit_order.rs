@@ -358,3 +358,61 @@ async fn a_read_leaves_the_callers_settings_as_they_were() {
 async fn sort(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SHOW enable_sort").fetch_one(conn).await
 }
+
+/// `committed_after` says whether committed events follow a position,
+/// readable now or held back by an older open transaction, and leaves the
+/// caller's settings as they were.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn committed_after_sees_readable_and_held_back_events_and_nothing_else() {
+    use robson_eventlog::committed_after;
+    let db = TestDb::new().await;
+    let tenant = Uuid::new_v4();
+    let first = append_event(&db.pool, &event(tenant, &order_stream(), json!({"n": 1})))
+        .await
+        .expect("append");
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    let at_first = position_of(&db.pool, first.global_position).await;
+    assert!(committed_after(&mut conn, Position::START)
+        .await
+        .expect("check"));
+    assert!(!committed_after(&mut conn, at_first).await.expect("check"));
+
+    // An open older writer holds a later committed event back: still true.
+    let mut older = db.pool.begin().await.expect("begin");
+    append_event(
+        &mut *older,
+        &event(tenant, &order_stream(), json!({"n": 2})),
+    )
+    .await
+    .expect("the older append");
+    append_event(&db.pool, &event(tenant, &order_stream(), json!({"n": 3})))
+        .await
+        .expect("the later append");
+    assert!(committed_after(&mut conn, at_first).await.expect("check"));
+    older.rollback().await.expect("rollback");
+    assert!(committed_after(&mut conn, at_first).await.expect("check"));
+
+    let mut tx = conn.begin().await.expect("begin");
+    committed_after(&mut tx, at_first)
+        .await
+        .expect("check in a transaction");
+    assert_eq!(sort(&mut tx).await.expect("show in the transaction"), "on");
+    tx.commit()
+        .await
+        .expect("the caller's transaction still commits");
+    assert_eq!(sort(&mut conn).await.expect("show"), "on");
+}
+
+async fn position_of(pool: &PgPool, global_position: i64) -> Position {
+    let tx_id: String =
+        sqlx::query_scalar("SELECT tx_id::text FROM event_log WHERE global_position = $1")
+            .bind(global_position)
+            .fetch_one(pool)
+            .await
+            .expect("the event's transaction id");
+    Position {
+        tx_id: tx_id.parse().expect("a transaction id"),
+        global_position,
+    }
+}

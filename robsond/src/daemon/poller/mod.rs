@@ -278,7 +278,11 @@ impl HeldBackDelay {
 /// `robson_eventlog::committed_after`). A failed check says no (the next
 /// wake-up or poll reads again), logged and counted.
 async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
-    match robson_eventlog::committed_after(&setup.pool, cursor).await {
+    let check = async {
+        let mut conn = setup.pool.acquire().await?;
+        robson_eventlog::committed_after(&mut conn, cursor).await
+    };
+    match check.await {
         Ok(held) => held,
         Err(err) => {
             count_db_error(&setup.metrics, &err);
