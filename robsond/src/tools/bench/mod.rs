@@ -192,6 +192,9 @@ async fn measure(
     let (sample, secs) = reference::per_event_pipelined(&pool, url, PIPELINED_SAMPLE).await?;
     report.pipelined_events = sample;
     report.pipelined_secs = secs;
+    let (read, secs) = reference::read_once(&pool).await?;
+    report.read_events = read;
+    report.read_secs = secs;
     report.total_events = expected;
     report.note_load();
     pool.close().await;

@@ -5,7 +5,12 @@
 //!   (`robson_projector::apply_event`), into a scratch schema;
 //! - **limit**: PostgreSQL writing the *final* rows of the six projections
 //!   set-based, 500 rows per transaction, into empty copies — the least work
-//!   any projector could do to produce those tables.
+//!   any projector could do to produce those tables;
+//! - **per-event pipelined**: one upsert per event, pipelined;
+//! - **read once**: every event of the log read once, commit-safe, in
+//!   windows as the poller reads — what any projector that reads each event
+//!   pays before it writes anything. With the limit it bounds catch-up:
+//!   reading and writing take at least the sum of the two.
 
 use std::time::Instant;
 
@@ -104,6 +109,26 @@ pub async fn set_based_limit(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
         .await?;
     let _ = conn.close().await;
     Ok((rows, secs))
+}
+
+/// Events per read of the read-once reference (the poller's base window
+/// with the default batch size and partitions).
+const READ_WINDOW: i64 = 16_000;
+
+/// Reads every event of the log once, commit-safe, `READ_WINDOW` at a
+/// time, decoded as the poller decodes them; returns (events, seconds).
+pub async fn read_once(pool: &PgPool) -> anyhow::Result<(u64, f64)> {
+    let mut conn = pool.acquire().await?;
+    let mut after = Position::START;
+    let mut events = 0u64;
+    let started = Instant::now();
+    loop {
+        let page = robson_eventlog::read_committed(&mut conn, after, READ_WINDOW).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position();
+        events += page.len() as u64;
+    }
+    Ok((events, started.elapsed().as_secs_f64()))
 }
 
 /// Rows per pipelined transaction of the per-event reference.

@@ -28,6 +28,8 @@ pub struct Report {
     /// Events of the per-event pipelined reference's sample, and its time.
     pub pipelined_events: u64,
     pub pipelined_secs: f64,
+    pub read_events: u64,
+    pub read_secs: f64,
     pub total_events: u64,
     /// `uptime`'s load averages when the report was made.
     pub load: String,
@@ -83,6 +85,8 @@ impl Report {
             limit_secs: 0.0,
             pipelined_events: 0,
             pipelined_secs: 0.0,
+            read_events: 0,
+            read_secs: 0.0,
             total_events: 0,
             load: String::new(),
         }
@@ -113,6 +117,17 @@ impl Report {
     /// divided by the time to write their final rows.
     pub fn limit_eps(&self) -> f64 {
         self.total_events as f64 / self.limit_secs
+    }
+
+    /// Reading every event once, in events/s.
+    pub fn read_eps(&self) -> f64 {
+        self.read_events as f64 / self.read_secs
+    }
+
+    /// The bound of read once + set-based limit: both, one after the
+    /// other, in events/s.
+    pub fn read_and_write_eps(&self) -> f64 {
+        1.0 / (1.0 / self.read_eps() + 1.0 / self.limit_eps())
     }
 
     pub fn render(&self) -> String {
@@ -170,6 +185,15 @@ impl Report {
                 String::new(),
             ),
             (
+                format!("read every event once ({} events)", self.read_events),
+                format!(
+                    "{:.0} events/s; with the set-based limit {:.0} events/s",
+                    self.read_eps(),
+                    self.read_and_write_eps()
+                ),
+                String::new(),
+            ),
+            (
                 "catch-up / naive".to_owned(),
                 format!("{vs_naive:.1}×"),
                 format!("≥ 10× {}", verdict(vs_naive >= 10.0)),
@@ -178,6 +202,11 @@ impl Report {
                 "catch-up / limit".to_owned(),
                 format!("{:.0} %", vs_limit * 100.0),
                 format!("≥ 50 % {}", verdict(vs_limit >= 0.5)),
+            ),
+            (
+                "catch-up / (read once + set-based limit)".to_owned(),
+                format!("{:.0} %", eps / self.read_and_write_eps() * 100.0),
+                String::new(),
             ),
             (
                 "catch-up / per-event pipelined limit".to_owned(),

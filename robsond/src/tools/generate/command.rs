@@ -12,15 +12,19 @@ use crate::cli::GenerateArgs;
 use crate::config::DatabaseConfig;
 
 /// Events that go into one batch append (one round trip) at full speed; at
-/// a set rate, fewer, so the flow is steady rather than bursty (about ten
-/// appends a second).
+/// a set rate, fewer, so the flow is steady rather than bursty: about a
+/// hundred appends a second, as the bench's load writer does. (While an
+/// append's transaction is open, the events committed after it began wait
+/// for it — commit-safe reading — so ten appends a second of 200 events
+/// each added up to their duration to the latency of every other writer's
+/// events.)
 const EVENTS_PER_APPEND: usize = 450;
 
 fn events_per_append(rate: u32) -> usize {
     if rate == 0 {
         EVENTS_PER_APPEND
     } else {
-        (rate as usize / 10).clamp(1, EVENTS_PER_APPEND)
+        (rate as usize / 100).clamp(1, EVENTS_PER_APPEND)
     }
 }
 
