@@ -262,7 +262,11 @@ async fn keep_appending(
             "BALANCE_SAMPLED"
         };
         append_all(&pool, &[event(tenant, &key, event_type, payload)]).await;
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        // 50 events/s per stream: the streams move through every run, and
+        // grow by a bounded amount (a check re-projects a whole stream, so
+        // streams growing as fast as the machine appends made each run
+        // longer than the last: over 120 s on a 2-core machine).
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     n
 }
@@ -298,6 +302,8 @@ async fn runs_over_moving_streams_and_operator_decisions_report_no_difference() 
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 seed += 1;
                 append_flows(&pool, seed, 20).await;
+                // About 400 events/s of new flows, not as fast as possible.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             0
         }

@@ -1,8 +1,6 @@
 //! Waiting for the next read: a NOTIFY on `robson_events`, the poll
 //! interval, a partition taken, or the stop.
 
-use std::time::Duration;
-
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
@@ -16,28 +14,9 @@ pub(super) async fn listen(pool: &PgPool) -> Option<PgListener> {
     Some(l)
 }
 
-/// How long [`wait_for_wakeup`] waits at most.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Bound {
-    /// Nothing to read: the poll interval (a timeout is a poll wake-up).
-    PollInterval,
-    /// Events wait behind an open transaction: this long, then look again
-    /// (not counted as a wake-up; a notification still ends it early, since
-    /// the blocker may be the writer that sends it).
-    HeldBack(Duration),
-}
-
-/// Waits for a notification, or the bound.
-pub(super) async fn wait_for_wakeup(
-    setup: &PollerSetup,
-    listener: &mut Option<PgListener>,
-    bound: Bound,
-) {
+/// Waits for a notification, or the poll interval.
+pub(super) async fn wait_for_wakeup(setup: &PollerSetup, listener: &mut Option<PgListener>) {
     let m = &setup.metrics;
-    let (limit, timeout_is_a_poll) = match bound {
-        Bound::PollInterval => (setup.poll_interval, true),
-        Bound::HeldBack(delay) => (delay, false),
-    };
     let partition_taken = setup.state.lifecycle.poller_woken();
     // Stopping, or a partition was taken (read from its checkpoint now).
     let interrupted = async {
@@ -47,14 +26,14 @@ pub(super) async fn wait_for_wakeup(
         }
     };
     let Some(l) = listener.as_mut() else {
-        if sleep_or_stop(limit, interrupted).await && timeout_is_a_poll {
+        if sleep_or_stop(setup.poll_interval, interrupted).await {
             m.poller_wakeups(WakeupSource::Poll).inc();
         }
         return;
     };
     let woken = tokio::select! {
         () = interrupted => return,
-        woken = tokio::time::timeout(limit, l.try_recv()) => woken,
+        woken = tokio::time::timeout(setup.poll_interval, l.try_recv()) => woken,
     };
     match woken {
         Ok(Ok(Some(_))) => {
@@ -69,9 +48,7 @@ pub(super) async fn wait_for_wakeup(
             m.poller_wakeups(WakeupSource::Poll).inc();
         }
         Err(_) => {
-            if timeout_is_a_poll {
-                m.poller_wakeups(WakeupSource::Poll).inc();
-            }
+            m.poller_wakeups(WakeupSource::Poll).inc();
         }
     }
 }
