@@ -97,3 +97,16 @@ pub async fn append_flows(
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::events_per_append;
+
+    #[test]
+    fn a_set_rate_is_appended_about_a_hundred_times_a_second_in_small_transactions() {
+        assert_eq!(events_per_append(2000), 20);
+        assert_eq!(events_per_append(50), 1);
+        assert_eq!(events_per_append(1_000_000), 450);
+        assert_eq!(events_per_append(0), 450);
+    }
+}
