@@ -102,6 +102,10 @@ pub trait Projection: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin + Sized {
     /// non-key column on a key conflict unless the table is insert-only.
     fn write_sql() -> &'static str;
 
+    /// [`Projection::write_sql`] with its parameters numbered from `first`
+    /// (one per column, in table order): a part of a larger statement.
+    fn write_sql_from(first: usize) -> String;
+
     fn bind_keys<'q>(keys: &'q BTreeSet<Self::Key>, query: PgQuery<'q>) -> PgQuery<'q>;
 
     fn bind_rows<'q>(rows: &[&'q Self], query: PgQuery<'q>) -> PgQuery<'q>;

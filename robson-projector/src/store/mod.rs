@@ -11,12 +11,13 @@ mod operator;
 mod plan;
 mod progress;
 mod tables;
+mod writes;
 
 use uuid::Uuid;
 
 use crate::error::ErrorKind;
 
-pub use batch::{apply_batch, apply_event};
+pub use batch::{apply_batch, apply_event, try_apply_batch, Attempt};
 pub use operator::{
     catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
     ResumeError, Resumed,

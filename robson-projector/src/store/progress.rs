@@ -7,10 +7,14 @@
 //! retried — then it sees that row. One write per new stream, not two.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use robson_eventlog::EventEnvelope;
-use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
+
+use crate::tables::PgQuery;
 
 /// A stream's progress as the batch sees it (locked until commit).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -94,13 +98,24 @@ pub async fn lock(
 /// Writes the progress of the streams a batch moved or parked: an UPDATE of
 /// the stored rows and an INSERT of the new ones. A new row that another
 /// applier inserted meanwhile is [`ProgressError::Concurrent`] (transient).
+/// (A batch's usual path writes progress inside its one write statement,
+/// `store::writes`; this is the path of an event dead-lettered on its own.)
 pub async fn update(conn: &mut PgConnection, changed: &[Progress]) -> Result<(), ProgressError> {
-    let (stored, new): (Vec<&Progress>, Vec<&Progress>) = changed.iter().partition(|p| p.stored);
+    static UPDATE: OnceLock<String> = OnceLock::new();
+    static INSERT: OnceLock<String> = OnceLock::new();
+    let (stored, new) = split(changed);
     if !stored.is_empty() {
-        update_stored(conn, &stored).await?;
+        bind_stored(sqlx::query(UPDATE.get_or_init(|| update_sql(1))), &stored)
+            .execute(&mut *conn)
+            .await?;
     }
     if !new.is_empty() {
-        insert_new(conn, &new).await?;
+        let inserted: Vec<String> =
+            bind_new(sqlx::query(INSERT.get_or_init(|| insert_sql(1))), &new)
+                .try_map(|row: PgRow| row.try_get(0))
+                .fetch_all(&mut *conn)
+                .await?;
+        check_inserted(&new, &inserted)?;
     }
     Ok(())
 }
@@ -126,13 +141,16 @@ impl From<ProgressError> for crate::ProjectionError {
     }
 }
 
-async fn update_stored(conn: &mut PgConnection, rows: &[&Progress]) -> Result<(), sqlx::Error> {
-    let keys: Vec<&str> = rows.iter().map(|p| p.stream_key.as_str()).collect();
-    let last_seqs: Vec<i64> = rows.iter().map(|p| p.last_seq).collect();
-    let last_ids: Vec<Option<Uuid>> = rows.iter().map(|p| p.last_event_id).collect();
-    let positions: Vec<Option<i64>> = rows.iter().map(|p| p.last_position).collect();
-    let parked: Vec<Option<i64>> = rows.iter().map(|p| p.parked_seq).collect();
-    sqlx::query(
+/// The stored rows and the new ones among `changed`.
+pub(super) fn split(changed: &[Progress]) -> (Vec<&Progress>, Vec<&Progress>) {
+    changed.iter().partition(|p| p.stored)
+}
+
+/// The UPDATE of stored rows, its five array parameters numbered from
+/// `first` (bound by [`bind_stored`]).
+pub(super) fn update_sql(first: usize) -> String {
+    let [keys, seqs, ids, positions, parked] = numbered(first);
+    format!(
         r#"
         UPDATE projection_stream_progress AS p
            SET last_seq = u.last_seq,
@@ -143,55 +161,77 @@ async fn update_stored(conn: &mut PgConnection, rows: &[&Progress]) -> Result<()
                                 WHEN p.parked_seq IS NOT DISTINCT FROM u.parked_seq THEN p.parked_at
                                 ELSE now() END,
                updated_at = now()
-          FROM UNNEST($1::text[], $2::int8[], $3::uuid[], $4::int8[], $5::int8[])
+          FROM UNNEST(${keys}::text[], ${seqs}::int8[], ${ids}::uuid[], ${positions}::int8[],
+                      ${parked}::int8[])
                AS u(stream_key, last_seq, last_event_id, last_position, parked_seq)
          WHERE p.stream_key = u.stream_key
-        "#,
+        "#
     )
-    .bind(&keys)
-    .bind(&last_seqs)
-    .bind(&last_ids)
-    .bind(&positions)
-    .bind(&parked)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
-async fn insert_new(conn: &mut PgConnection, rows: &[&Progress]) -> Result<(), ProgressError> {
-    let keys: Vec<&str> = rows.iter().map(|p| p.stream_key.as_str()).collect();
-    let tenants: Vec<Uuid> = rows.iter().map(|p| p.tenant_id).collect();
-    let last_seqs: Vec<i64> = rows.iter().map(|p| p.last_seq).collect();
-    let last_ids: Vec<Option<Uuid>> = rows.iter().map(|p| p.last_event_id).collect();
-    let positions: Vec<Option<i64>> = rows.iter().map(|p| p.last_position).collect();
-    let parked: Vec<Option<i64>> = rows.iter().map(|p| p.parked_seq).collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
+/// The INSERT of new rows, returning the keys it inserted (a key missing
+/// was inserted by another applier), its six array parameters numbered
+/// from `first` (bound by [`bind_new`]).
+pub(super) fn insert_sql(first: usize) -> String {
+    let [keys, tenants, seqs, ids, positions, parked] = numbered(first);
+    format!(
         r#"
         INSERT INTO projection_stream_progress
                (stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq, parked_at)
         SELECT u.stream_key, u.tenant_id, u.last_seq, u.last_event_id, u.last_position,
                u.parked_seq, CASE WHEN u.parked_seq IS NULL THEN NULL ELSE now() END
-          FROM UNNEST($1::text[], $2::uuid[], $3::int8[], $4::uuid[], $5::int8[], $6::int8[])
+          FROM UNNEST(${keys}::text[], ${tenants}::uuid[], ${seqs}::int8[], ${ids}::uuid[],
+                      ${positions}::int8[], ${parked}::int8[])
                AS u(stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq)
          ORDER BY u.stream_key
         ON CONFLICT (stream_key) DO NOTHING
         RETURNING stream_key
-        "#,
+        "#
     )
-    .bind(&keys)
-    .bind(&tenants)
-    .bind(&last_seqs)
-    .bind(&last_ids)
-    .bind(&positions)
-    .bind(&parked)
-    .fetch_all(&mut *conn)
-    .await?;
-    if inserted.len() == rows.len() {
-        return Ok(());
-    }
-    let missing = keys
+}
+
+/// `N` parameter numbers from `first`.
+fn numbered<const N: usize>(first: usize) -> [usize; N] {
+    std::array::from_fn(|i| first + i)
+}
+
+/// Binds the parameters of [`update_sql`].
+pub(super) fn bind_stored<'q>(query: PgQuery<'q>, rows: &[&'q Progress]) -> PgQuery<'q> {
+    query
+        .bind(
+            rows.iter()
+                .map(|p| p.stream_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|p| p.last_seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.last_event_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.last_position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.parked_seq).collect::<Vec<_>>())
+}
+
+/// Binds the parameters of [`insert_sql`].
+pub(super) fn bind_new<'q>(query: PgQuery<'q>, rows: &[&'q Progress]) -> PgQuery<'q> {
+    query
+        .bind(
+            rows.iter()
+                .map(|p| p.stream_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|p| p.tenant_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.last_seq).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.last_event_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.last_position).collect::<Vec<_>>())
+        .bind(rows.iter().map(|p| p.parked_seq).collect::<Vec<_>>())
+}
+
+/// [`ProgressError::Concurrent`] unless every row of `new` was inserted.
+pub(super) fn check_inserted(new: &[&Progress], inserted: &[String]) -> Result<(), ProgressError> {
+    let inserted: BTreeSet<&str> = inserted.iter().map(String::as_str).collect();
+    match new
         .iter()
-        .find(|k| !inserted.iter().any(|i| i == *k))
-        .map_or_else(String::new, |k| (*k).to_string());
-    Err(ProgressError::Concurrent(missing))
+        .find(|p| !inserted.contains(p.stream_key.as_str()))
+    {
+        None => Ok(()),
+        Some(p) => Err(ProgressError::Concurrent(p.stream_key.clone())),
+    }
 }

@@ -1,7 +1,7 @@
-//! Loading and storing the projection rows of a batch: one set-based SELECT
-//! per table for every row the batch touches, and one set-based write per
-//! table for the rows it changed. The statements are generated from the
-//! tables' declarations (`crate::rows`, see `crate::tables`).
+//! Loading the projection rows of a batch: one set-based SELECT per table
+//! for every row the batch touches (their writes are one statement:
+//! `store::writes`). The statements are generated from the tables'
+//! declarations (`crate::rows`, see `crate::tables`).
 
 use std::collections::BTreeSet;
 
@@ -32,17 +32,6 @@ pub async fn load(conn: &mut PgConnection, keys: &Keys) -> Result<Tables, sqlx::
     Ok(tables)
 }
 
-/// Writes every changed row once, and inserts the new fills.
-pub async fn write(conn: &mut PgConnection, tables: &Tables) -> Result<(), sqlx::Error> {
-    write_rows(conn, &tables.orders.changed()).await?;
-    write_rows(conn, &tables.fills.iter().collect::<Vec<_>>()).await?;
-    write_rows(conn, &tables.positions.changed()).await?;
-    write_rows(conn, &tables.balances.changed()).await?;
-    write_rows(conn, &tables.risks.changed()).await?;
-    write_rows(conn, &tables.strategies.changed()).await?;
-    Ok(())
-}
-
 /// The rows of `R`'s table under `keys` that exist.
 async fn load_rows<R: Projection>(
     conn: &mut PgConnection,
@@ -55,19 +44,4 @@ async fn load_rows<R: Projection>(
         .try_map(|row| R::from_row(&row))
         .fetch_all(conn)
         .await
-}
-
-/// Inserts (or, for an upserted table, replaces) `rows`, each key at most
-/// once.
-async fn write_rows<R: Projection>(
-    conn: &mut PgConnection,
-    rows: &[&R],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    R::bind_rows(rows, sqlx::query(R::write_sql()))
-        .execute(conn)
-        .await?;
-    Ok(())
 }

@@ -86,14 +86,17 @@ macro_rules! projection_table {
 
             fn write_sql() -> &'static str {
                 static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                SQL.get_or_init(|| {
-                    $crate::tables::sql::write(
-                        $table,
-                        &[$(stringify!($kfield)),+],
-                        &[$($crate::tables::declare::bound!($field: $ty)),+],
-                        $crate::tables::declare::on_conflict!($write $($target)?),
-                    )
-                })
+                SQL.get_or_init(|| Self::write_sql_from(1))
+            }
+
+            fn write_sql_from(first: usize) -> String {
+                $crate::tables::sql::write(
+                    $table,
+                    &[$(stringify!($kfield)),+],
+                    &[$($crate::tables::declare::bound!($field: $ty)),+],
+                    $crate::tables::declare::on_conflict!($write $($target)?),
+                    first,
+                )
             }
 
             fn bind_keys<'q>(

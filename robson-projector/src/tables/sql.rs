@@ -29,11 +29,12 @@ pub enum OnConflict {
     Update(&'static str),
 }
 
-fn params(columns: &[Bound]) -> String {
+/// One array parameter per column, numbered from `first`.
+fn params(columns: &[Bound], first: usize) -> String {
     columns
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("${}::{}", i + 1, c.array))
+        .map(|(i, c)| format!("${}::{}", first + i, c.array))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -75,14 +76,23 @@ pub fn load(table: &str, key: &[Bound], columns: &[Bound]) -> String {
         "SELECT {} FROM UNNEST({}) AS k({}) \
          CROSS JOIN LATERAL (SELECT * FROM {table} x WHERE {} LIMIT 1) x",
         selected.join(", "),
-        params(key),
+        params(key, 1),
         names(key),
         matches.join(" AND "),
     )
 }
 
-/// Inserts the rows bound as one array per column.
-pub fn write(table: &str, key: &[&str], columns: &[Bound], on_conflict: OnConflict) -> String {
+/// Inserts the rows bound as one array per column, the first column's
+/// array being parameter `$first` (1 for the statement on its own; more
+/// when it is one part of a batch's single write statement, see
+/// `store::writes`).
+pub fn write(
+    table: &str,
+    key: &[&str],
+    columns: &[Bound],
+    on_conflict: OnConflict,
+    first: usize,
+) -> String {
     let values: Vec<String> = columns
         .iter()
         .map(|c| c.insert.replace("{}", &format!("u.{}", c.name)))
@@ -91,7 +101,7 @@ pub fn write(table: &str, key: &[&str], columns: &[Bound], on_conflict: OnConfli
         "INSERT INTO {table} ({0}) SELECT {1} FROM UNNEST({2}) AS u({0})",
         names(columns),
         values.join(", "),
-        params(columns),
+        params(columns, first),
     );
     if let OnConflict::Update(target) = on_conflict {
         let set: Vec<String> = columns

@@ -1,10 +1,12 @@
 //! `apply_batch` against PostgreSQL: exactly once, per-stream order with
 //! predecessors read from the log, the caller's transaction, concurrent
-//! appliers, and poison isolation when the database refuses a write.
+//! appliers, and poison isolation when the database refuses a write; and
+//! `try_apply_batch`, the same without savepoints.
 
 use robson_eventlog::EventEnvelope;
 use robson_projector::{
-    apply_batch, apply_event, ErrorClass, ErrorKind, PoisonPolicy, ProjectionError,
+    apply_batch, apply_event, try_apply_batch, Attempt, ErrorClass, ErrorKind, PoisonPolicy,
+    ProjectionError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
@@ -271,4 +273,89 @@ async fn a_lock_timeout_is_returned_as_a_transient_error() {
         .await
         .expect_err("lock timeout");
     assert_eq!(err.class(), ErrorClass::Transient, "{err}");
+}
+
+/// Empties the projection tables and the bookkeeping (the log stays).
+async fn forget_projections(pool: &PgPool) {
+    let names: Vec<&str> = robson_projector::tables::ALL
+        .iter()
+        .map(|t| t.name)
+        .collect();
+    sqlx::raw_sql(&format!("TRUNCATE {}", names.join(", ")))
+        .execute(pool)
+        .await
+        .expect("truncate");
+}
+
+/// `try_apply_batch` in a transaction of its own, committed when applied.
+async fn try_in_transaction(pool: &PgPool, events: &[EventEnvelope]) -> Attempt {
+    let mut tx = pool.begin().await.expect("begin");
+    let attempt = try_apply_batch(&mut tx, events, PoisonPolicy::Park)
+        .await
+        .expect("no transient error here");
+    match attempt {
+        Attempt::Applied(_) => tx.commit().await.expect("commit"),
+        Attempt::NeedsCare => tx.rollback().await.expect("rollback"),
+    }
+    attempt
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn without_savepoints_a_batch_writes_what_apply_batch_writes() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    let Attempt::Applied(fast) = try_in_transaction(&db.pool, &events).await else {
+        panic!("a first delivery needs no care");
+    };
+    let written = support::state(&db.pool).await;
+    forget_projections(&db.pool).await;
+    let careful = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!(fast, careful);
+    assert_eq!(written, support::state(&db.pool).await);
+    // A later event of a stream already applied: its row is locked, not
+    // presumed new.
+    let later = support::event(
+        TENANT,
+        &format!("account:{ACCOUNT}"),
+        "BALANCE_SAMPLED",
+        json!({"account_id": ACCOUNT, "asset": "BTC", "free": "2", "locked": "0"}),
+        200,
+    );
+    support::append(&db.pool, &later).await;
+    let log = support::committed(&db.pool).await;
+    let Attempt::Applied(outcome) = try_in_transaction(&db.pool, &log[log.len() - 1..]).await
+    else {
+        panic!("the next event of a stream needs no care");
+    };
+    assert_eq!(outcome.applied, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_redelivered_first_event_or_a_refused_write_needs_the_careful_path() {
+    let db = TestDb::new().await;
+    let events = seed(&db.pool).await;
+    support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    let applied = support::state(&db.pool).await;
+    // Seq 1 of both streams again: presumed new, but their rows exist.
+    assert!(matches!(
+        try_in_transaction(&db.pool, &events).await,
+        Attempt::NeedsCare
+    ));
+    assert_eq!(support::state(&db.pool).await, applied, "rolled back");
+    let again = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!((again.applied, again.already_applied), (0, 7));
+
+    forget_projections(&db.pool).await;
+    sqlx::raw_sql("ALTER TABLE balances_current ADD CONSTRAINT test_no_sol CHECK (asset <> 'SOL')")
+        .execute(&db.pool)
+        .await
+        .expect("add constraint");
+    assert!(matches!(
+        try_in_transaction(&db.pool, &events).await,
+        Attempt::NeedsCare
+    ));
+    let careful = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
+    assert_eq!((careful.applied, careful.dead_lettered.len()), (6, 1));
 }
