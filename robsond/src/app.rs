@@ -62,8 +62,15 @@ fn pool_for(options: PgConnectOptions, max: u32) -> PgPool {
         .options([("jit", "off")])
         .application_name("robsond")
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    // No ping before every acquire (sqlx's default): it was one round trip
+    // more per batch, per read and per check — on a loaded 2-core machine
+    // about a millisecond each (docs/performance.md, "Round trips per
+    // batch"). A connection that broke while idle fails its first
+    // statement instead: a transient error, retried like any other, and
+    // sqlx closes it when it comes back (it is pinged on release).
     PgPoolOptions::new()
         .max_connections(max)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options)
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::FutureExt;
 use robson_eventlog::{EventEnvelope, Position};
-use robson_projector::{BatchOutcome, PoisonPolicy};
+use robson_projector::{Attempt, BatchOutcome, PoisonPolicy};
 use sqlx::PgPool;
 use tracing::Instrument;
 
@@ -335,11 +335,21 @@ async fn project_batch(
         last = %upto,
     );
     let mut retry = Retry::new("Transient database error");
+    // The first attempt skips apply_batch's savepoints; one that needs them
+    // is rolled back and made again with them, at once.
+    let mut careful = false;
     loop {
         let started = Instant::now();
         let attempt = async {
             let mut tx = begin(setup).await?;
-            let outcome = robson_projector::apply_batch(&mut tx, events, setup.policy).await?;
+            let outcome = if careful {
+                robson_projector::apply_batch(&mut tx, events, setup.policy).await?
+            } else {
+                match robson_projector::try_apply_batch(&mut tx, events, setup.policy).await? {
+                    Attempt::Applied(outcome) => outcome,
+                    Attempt::NeedsCare => return Err(BatchError::NeedsCare),
+                }
+            };
             crate::faults::projector_batch(&mut tx, setup.partition).await?;
             checkpoint::save(
                 &mut tx,
@@ -355,7 +365,14 @@ async fn project_batch(
         }
         .instrument(span.clone());
         match until_aborted(setup, attempt).await? {
-            Ok(outcome) => {
+            Attempted::NeedsCare => {
+                tracing::debug!(
+                    partition = setup.partition,
+                    "Batch rolled back; applying it again with savepoints."
+                );
+                careful = true;
+            }
+            Attempted::Committed(outcome) => {
                 setup
                     .state
                     .waiters
@@ -367,7 +384,7 @@ async fn project_batch(
                 setup.state.set_database_up(true);
                 return Ok(());
             }
-            Err(err) => retry.projector_failure(setup, err).await?,
+            Attempted::Failed(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }
@@ -390,7 +407,9 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
             Ok::<BatchOutcome, BatchError>(outcome)
         };
         match until_aborted(setup, attempt).await? {
-            Ok(outcome) => {
+            // catch_up_stream keeps its savepoints: never asked to.
+            Attempted::NeedsCare => {}
+            Attempted::Committed(outcome) => {
                 recovered(&setup.state.partitions[setup.partition]);
                 setup.state.waiters.look_up([stream_key.to_owned()]);
                 let n = outcome.applied + outcome.skipped_unhandled;
@@ -405,7 +424,7 @@ async fn catch_up(setup: &ProjectorSetup, stream_key: &str) -> Result<(), Failur
                     return Ok(());
                 }
             }
-            Err(err) => retry.projector_failure(setup, err).await?,
+            Attempted::Failed(err) => retry.projector_failure(setup, err).await?,
         }
     }
 }
@@ -437,24 +456,35 @@ async fn begin(
     }
 }
 
-/// Runs one attempt unless the drain is over. `Ok` holds what the caller
-/// retries or records; a layout change and a stop end the unit of work.
-/// (Abandoned, the transaction is dropped here, inside the runtime, and
-/// rolls back; its events are read again on the next start.)
+/// Runs one attempt unless the drain is over: what the caller records or
+/// retries; a layout change and a stop end the unit of work. (Abandoned,
+/// the transaction is dropped here, inside the runtime, and rolls back; its
+/// events are read again on the next start.)
 async fn until_aborted(
     setup: &ProjectorSetup,
     attempt: impl std::future::Future<Output = Result<BatchOutcome, BatchError>>,
-) -> Result<Result<BatchOutcome, robson_projector::ProjectionError>, Failure> {
+) -> Result<Attempted, Failure> {
     let attempt = tokio::select! {
         attempt = attempt => attempt,
         _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
     };
     match attempt {
-        Ok(outcome) => Ok(Ok(outcome)),
+        Ok(outcome) => Ok(Attempted::Committed(outcome)),
         Err(BatchError::LayoutChanged(err)) => Err(err.into()),
         Err(BatchError::Stopped) => Err(Failure::Stopped),
-        Err(BatchError::Projection(err)) => Ok(Err(err)),
+        Err(BatchError::NeedsCare) => Ok(Attempted::NeedsCare),
+        Err(BatchError::Projection(err)) => Ok(Attempted::Failed(err)),
     }
+}
+
+/// How an attempt that ran to its end went.
+enum Attempted {
+    Committed(BatchOutcome),
+    /// Retried after a backoff, or fatal, as `robson_projector` classifies it.
+    Failed(robson_projector::ProjectionError),
+    /// Rolled back: made again at once with `apply_batch`'s savepoints
+    /// (see `robson_projector::try_apply_batch`).
+    NeedsCare,
 }
 
 /// Why one attempt at a batch did not commit.
@@ -466,6 +496,8 @@ enum BatchError {
     LayoutChanged(checkpoint::LayoutChanged),
     /// No connection while the daemon stops: nothing to finish.
     Stopped,
+    /// See [`Attempted::NeedsCare`].
+    NeedsCare,
 }
 
 impl From<robson_projector::ProjectionError> for BatchError {
