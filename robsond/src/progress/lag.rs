@@ -145,7 +145,7 @@ struct SampleRow {
 /// parts of the statement are scalar subqueries on purpose: evaluated once
 /// (InitPlans), they become index bounds of the (tx_id, global_position)
 /// scan (see `robson_eventlog::read_committed`).
-const SAMPLE_SQL: &str = r#"
+pub const SAMPLE_SQL: &str = r#"
 WITH cp AS MATERIALIZED (
     SELECT partition, tx_id, global_position FROM projection_checkpoints),
 oldest AS MATERIALIZED (
@@ -160,9 +160,13 @@ after AS (
      LIMIT (SELECT CASE WHEN head - position <= $1 THEN $1 ELSE $2 END FROM oldest)),
 unread AS (
     -- Partitions that are ahead have applied some of these already;
-    -- parked streams' events are held, counted apart.
+    -- parked streams' events are held, counted apart. One key probe per
+    -- event (LATERAL … LIMIT 1): a plain join was planned as a hash join
+    -- over every progress row (the LIMIT's row count is unknown when
+    -- planning), 130 ms a sample at 150,000 streams.
     SELECT a.stream_key, a.ingested_at FROM after a
-      LEFT JOIN projection_stream_progress p USING (stream_key)
+      LEFT JOIN LATERAL (SELECT p.last_seq, p.parked_seq FROM projection_stream_progress p
+                          WHERE p.stream_key = a.stream_key LIMIT 1) p ON true
      WHERE a.seq > coalesce(p.last_seq, 0) AND p.parked_seq IS NULL),
 parked AS (
     SELECT (SELECT s.last_seq FROM event_streams s
@@ -181,10 +185,11 @@ SELECT (SELECT head FROM oldest) AS head_position,
        (SELECT count(*) FROM unread)::int8 AS unread,
        coalesce((SELECT extract(epoch FROM now() - min(ingested_at)) FROM unread), 0)::float8 AS unread_age,
        coalesce((SELECT extract(epoch FROM now() - max(ingested_at)) FROM after), 0)::float8 AS after_age,
-       coalesce((SELECT max(s.last_seq - coalesce(p.last_seq, 0))
-                   FROM (SELECT DISTINCT stream_key FROM unread) u
-                   JOIN event_streams s USING (stream_key)
-                   LEFT JOIN projection_stream_progress p USING (stream_key)), 0)::int8 AS unread_max,
+       coalesce((SELECT max((SELECT s.last_seq FROM event_streams s
+                              WHERE s.stream_key = u.stream_key LIMIT 1)
+                            - coalesce((SELECT p.last_seq FROM projection_stream_progress p
+                                         WHERE p.stream_key = u.stream_key LIMIT 1), 0))
+                   FROM (SELECT DISTINCT stream_key FROM unread) u), 0)::int8 AS unread_max,
        (SELECT coalesce(sum(behind), 0) FROM parked)::int8 AS held_events,
        (SELECT count(*) FROM parked)::int8 AS parked_streams,
        (SELECT coalesce(max(behind), 0) FROM parked)::int8 AS parked_max,

@@ -25,6 +25,7 @@ mod hostile;
 mod http;
 mod http_doc;
 mod instances;
+mod lag_cost;
 mod logs;
 mod metric_semantics;
 mod migrate;
