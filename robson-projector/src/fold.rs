@@ -98,22 +98,63 @@ pub struct Keys {
 impl Keys {
     /// Adds the row `command` reads and writes, for an event of `tenant_id`.
     pub fn add(&mut self, command: &Command, tenant_id: Uuid) {
-        let order = |order_id| OrderKey {
-            tenant_id,
-            order_id,
+        match command.row_key(tenant_id) {
+            RowKey::Order(key) => self.orders.insert(key),
+            RowKey::Position(key) => self.positions.insert(key),
+            RowKey::Balance(key) => self.balances.insert(key),
+            RowKey::Risk(key) => self.risks.insert(key),
+            RowKey::Strategy(key) => self.strategies.insert(key),
         };
-        match command {
-            Command::OrderSubmitted(c) => self.orders.insert(c.key(tenant_id)),
-            Command::OrderAcked(c) => self.orders.insert(order(c.order_id)),
-            Command::FillReceived(c) => self.orders.insert(order(c.order_id)),
-            Command::OrderEnded(c) => self.orders.insert(order(c.order_id)),
-            Command::PositionOpened(c) => self.positions.insert(c.key(tenant_id)),
-            Command::PositionClosed(c) => self.positions.insert(c.key(tenant_id)),
-            Command::BalanceSampled(c) => self.balances.insert(c.key(tenant_id)),
-            Command::RiskChecked(c) => self.risks.insert(c.key(tenant_id)),
-            Command::StrategyEnabled(c) => self.strategies.insert(c.key(tenant_id)),
-            Command::StrategyDisabled(c) => self.strategies.insert(c.key(tenant_id)),
-        };
+    }
+}
+
+/// The one row a command reads and writes (a fill also adds its own
+/// `order_fills` row, keyed by that order). Which table it is in is the
+/// type of the command's `key`: stated once per command, in its rule's
+/// module, and used both here and by [`Tables::apply_command`], so the
+/// rows loaded for a batch are the rows its rules touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowKey {
+    Order(OrderKey),
+    Position(PositionKey),
+    Balance(BalanceKey),
+    Risk(RiskKey),
+    Strategy(StrategyKey),
+}
+
+macro_rules! row_key_from {
+    ($($key:ident => $variant:ident),* $(,)?) => {$(
+        impl From<$key> for RowKey {
+            fn from(key: $key) -> RowKey {
+                RowKey::$variant(key)
+            }
+        }
+    )*};
+}
+
+row_key_from!(
+    OrderKey => Order,
+    PositionKey => Position,
+    BalanceKey => Balance,
+    RiskKey => Risk,
+    StrategyKey => Strategy,
+);
+
+impl Command {
+    /// See [`RowKey`].
+    pub fn row_key(&self, tenant_id: Uuid) -> RowKey {
+        match self {
+            Command::OrderSubmitted(c) => c.key(tenant_id).into(),
+            Command::OrderAcked(c) => c.key(tenant_id).into(),
+            Command::FillReceived(c) => c.key(tenant_id).into(),
+            Command::OrderEnded(c) => c.key(tenant_id).into(),
+            Command::PositionOpened(c) => c.key(tenant_id).into(),
+            Command::PositionClosed(c) => c.key(tenant_id).into(),
+            Command::BalanceSampled(c) => c.key(tenant_id).into(),
+            Command::RiskChecked(c) => c.key(tenant_id).into(),
+            Command::StrategyEnabled(c) => c.key(tenant_id).into(),
+            Command::StrategyDisabled(c) => c.key(tenant_id).into(),
+        }
     }
 }
 
@@ -125,10 +166,6 @@ impl Tables {
         stamp: &Stamp,
     ) -> Result<Applied, ProjectionError> {
         let tenant_id = stamp.tenant_id;
-        let order_key = |order_id| OrderKey {
-            tenant_id,
-            order_id,
-        };
         match command {
             Command::OrderSubmitted(c) => {
                 let key = c.key(tenant_id);
@@ -136,17 +173,17 @@ impl Tables {
                 self.orders.put(key, row);
             }
             Command::OrderAcked(c) => {
-                let key = order_key(c.order_id);
+                let key = c.key(tenant_id);
                 let row = order::ack(self.orders.get(&key), c, stamp)?;
                 self.orders.put(key, row);
             }
             Command::OrderEnded(c) => {
-                let key = order_key(c.order_id);
+                let key = c.key(tenant_id);
                 let row = order::end(self.orders.get(&key), c, stamp)?;
                 self.orders.put(key, row);
             }
             Command::FillReceived(c) => {
-                let key = order_key(c.order_id);
+                let key = c.key(tenant_id);
                 match fill::fill(self.orders.get(&key), c, stamp)? {
                     FillEffect::Duplicate => return Ok(Applied::DuplicateFill),
                     FillEffect::Recorded { order, fill } => {

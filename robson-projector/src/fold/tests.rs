@@ -178,6 +178,87 @@ fn keys_cover_the_row_each_command_targets() {
     assert_eq!(keys.orders.iter().next(), Some(&order_key()));
 }
 
+/// Every row of `tables` marked changed, as [`RowKey`]s (fills apart).
+fn changed_keys(tables: &Tables) -> BTreeSet<String> {
+    let orders = tables.orders.changed.iter().map(|k| RowKey::from(*k));
+    let positions = tables.positions.changed.iter().map(|k| RowKey::from(*k));
+    let balances = tables
+        .balances
+        .changed
+        .iter()
+        .map(|k| RowKey::from(k.clone()));
+    let risks = tables.risks.changed.iter().map(|k| RowKey::from(*k));
+    let strategies = tables.strategies.changed.iter().map(|k| RowKey::from(*k));
+    orders
+        .chain(positions)
+        .chain(balances)
+        .chain(risks)
+        .chain(strategies)
+        .map(|key| format!("{key:?}"))
+        .collect()
+}
+
+/// What `Keys::add` loads for a command is what its rule changes: over
+/// every event of the trading fixtures (all twelve handled types, in their
+/// order, applied to the rows the earlier ones left), each accepted command
+/// changes exactly the one row `row_key` names, and a fill adds its fill
+/// to that order.
+#[test]
+fn the_row_a_command_changes_is_the_row_its_key_names() {
+    let mut tables = Tables::default();
+    let mut seen = BTreeSet::new();
+    for name in ["trading-small", "trading-medium"] {
+        let path = format!(
+            "{}/tests/fixtures/{name}/events.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        for (seq, line) in text.lines().enumerate() {
+            let request: serde_json::Value = serde_json::from_str(line).expect("json");
+            let event_type = request["event_type"].as_str().expect("event_type");
+            let tenant_id: Uuid = request["tenant_id"]
+                .as_str()
+                .expect("tenant")
+                .parse()
+                .expect("uuid");
+            let Ok(Some(command)) = crate::rules::parse(event_type, &request["payload"], tenant_id)
+            else {
+                continue;
+            };
+            let stamp = Stamp {
+                tenant_id,
+                ..stamp(seq as i64 + 1)
+            };
+            tables.orders.changed.clear();
+            tables.positions.changed.clear();
+            tables.balances.changed.clear();
+            tables.risks.changed.clear();
+            tables.strategies.changed.clear();
+            let fills = tables.fills.len();
+            match tables.apply_command(&command, &stamp) {
+                Ok(Applied::Changed) => {
+                    let expected = format!("{:?}", command.row_key(tenant_id));
+                    assert_eq!(
+                        changed_keys(&tables),
+                        BTreeSet::from([expected]),
+                        "{event_type} at line {} of {name}",
+                        seq + 1
+                    );
+                    let added = usize::from(matches!(command, Command::FillReceived(_)));
+                    assert_eq!(tables.fills.len(), fills + added, "{event_type}");
+                    seen.insert(event_type.to_owned());
+                }
+                Ok(_) | Err(_) => assert!(changed_keys(&tables).is_empty(), "{event_type}"),
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        12,
+        "every handled type applied at least once: {seen:?}"
+    );
+}
+
 #[test]
 fn an_event_whose_payload_could_not_be_decoded_is_an_invalid_payload() {
     let mut tables = Tables::default();

@@ -5,12 +5,12 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::order::{existing, stamped};
+use super::order::{existing, order_key, stamped};
 use super::{enum_value, invalid, non_negative, positive, symbol, Stamp};
 use crate::decimal::within_bound;
 use crate::error::ProjectionError;
 use crate::payload::Fields;
-use crate::rows::{FillRow, OrderRow, OrderStatus, Side};
+use crate::rows::{FillRow, OrderKey, OrderRow, OrderStatus, Side};
 
 type Result<T> = std::result::Result<T, ProjectionError>;
 
@@ -34,6 +34,12 @@ pub struct Fill {
 }
 
 impl Fill {
+    /// A fill lands on its order's row (and adds a row of its own to
+    /// `order_fills`, keyed by the order and the trade).
+    pub fn key(&self, tenant_id: Uuid) -> OrderKey {
+        order_key(tenant_id, self.order_id)
+    }
+
     pub fn parse(fields: &Fields) -> Result<Fill> {
         let side = match fields.opt_string("side")? {
             Some(text) => Some(enum_value(text, "side", Side::parse, Side::spellings())?),

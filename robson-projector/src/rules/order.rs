@@ -85,10 +85,16 @@ impl Submit {
     }
 
     pub fn key(&self, tenant_id: Uuid) -> OrderKey {
-        OrderKey {
-            tenant_id,
-            order_id: self.order_id,
-        }
+        order_key(tenant_id, self.order_id)
+    }
+}
+
+/// The row of order `order_id`: the one every order command and every fill
+/// targets.
+pub(crate) fn order_key(tenant_id: Uuid, order_id: Uuid) -> OrderKey {
+    OrderKey {
+        tenant_id,
+        order_id,
     }
 }
 
@@ -138,6 +144,10 @@ impl Ack {
             order_id: fields.uuid("order_id")?,
             exchange_order_id: fields.string("exchange_order_id")?.to_string(),
         })
+    }
+
+    pub fn key(&self, tenant_id: Uuid) -> OrderKey {
+        order_key(tenant_id, self.order_id)
     }
 }
 
@@ -194,6 +204,10 @@ impl End {
             order_id,
             status: OrderStatus::Canceled,
         })
+    }
+
+    pub fn key(&self, tenant_id: Uuid) -> OrderKey {
+        order_key(tenant_id, self.order_id)
     }
 }
 

@@ -10,7 +10,7 @@ use sqlx::{Connection, PgConnection};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use super::plan::{self, Folded, Plan, Step};
+use super::plan::{self, Plan, Step, StepsResult};
 use super::progress::{self, Progress, ProgressMap};
 use super::{dead_letters, tables, writes, BatchOutcome, PoisonPolicy};
 use crate::error::{ErrorClass, ProjectionError};
@@ -103,9 +103,9 @@ pub async fn try_apply_batch(
     read_predecessors(conn, &mut plan, &progress).await?;
     let mut outcome = std::mem::take(&mut plan.counts);
     let steps = plan.into_steps();
-    match write_folded(conn, &steps, &progress, policy).await {
-        Ok(folded) => {
-            outcome.merge(folded.outcome);
+    match apply_and_write(conn, &steps, &progress, policy).await {
+        Ok(result) => {
+            outcome.merge(result.outcome);
             Ok(Attempt::Applied(outcome))
         }
         Err(ProjectionError::ConcurrentApplier { .. }) => Ok(Attempt::NeedsCare),
@@ -155,7 +155,7 @@ async fn apply_in_transaction(
     let mut outcome = std::mem::take(&mut plan.counts);
     let steps = plan.into_steps();
     match write_steps(conn, &steps, &progress, policy).await {
-        Ok(folded) => outcome.merge(folded.outcome),
+        Ok(result) => outcome.merge(result.outcome),
         Err(err) if err.class() == ErrorClass::Permanent => {
             warn!(events = steps.len(), error = %err, "Batch refused by the database; applying its events one at a time.");
             for step in &steps {
@@ -202,8 +202,8 @@ async fn write_presuming_new(
     let mut outcome = std::mem::take(&mut plan.counts);
     let steps = plan.into_steps();
     match write_steps(conn, &steps, progress, policy).await {
-        Ok(folded) => {
-            outcome.merge(folded.outcome);
+        Ok(result) => {
+            outcome.merge(result.outcome);
             Some(outcome)
         }
         Err(err) => {
@@ -213,18 +213,18 @@ async fn write_presuming_new(
     }
 }
 
-/// [`write_folded`] in a savepoint that is rolled back on error.
+/// [`apply_and_write`] in a savepoint that is rolled back on error.
 async fn write_steps(
     conn: &mut PgConnection,
     steps: &[Step<'_>],
     progress: &ProgressMap,
     policy: PoisonPolicy,
-) -> Result<Folded, ProjectionError> {
+) -> Result<StepsResult, ProjectionError> {
     let mut savepoint = conn.begin().await?;
-    match write_folded(&mut savepoint, steps, progress, policy).await {
-        Ok(folded) => {
+    match apply_and_write(&mut savepoint, steps, progress, policy).await {
+        Ok(result) => {
             savepoint.commit().await?;
-            Ok(folded)
+            Ok(result)
         }
         Err(err) => {
             if let Err(rollback) = savepoint.rollback().await {
@@ -235,19 +235,19 @@ async fn write_steps(
     }
 }
 
-/// Loads the rows `steps` touch, folds them, and writes rows, fills and
+/// Loads the rows `steps` touch, applies the steps to them, and writes rows, fills and
 /// progress (one statement) and dead letters.
-async fn write_folded(
+async fn apply_and_write(
     conn: &mut PgConnection,
     steps: &[Step<'_>],
     progress: &ProgressMap,
     policy: PoisonPolicy,
-) -> Result<Folded, ProjectionError> {
+) -> Result<StepsResult, ProjectionError> {
     let mut rows = tables::load(&mut *conn, &plan::keys(steps)).await?;
-    let mut folded = plan::fold(&mut rows, steps, progress, policy);
-    writes::write(&mut *conn, &rows, &folded.progress).await?;
-    dead_letters::record(&mut *conn, &mut folded.outcome.dead_lettered, policy).await?;
-    Ok(folded)
+    let mut result = plan::apply_steps(&mut rows, steps, progress, policy);
+    writes::write(&mut *conn, &rows, &result.progress).await?;
+    dead_letters::record(&mut *conn, &mut result.outcome.dead_lettered, policy).await?;
+    Ok(result)
 }
 
 /// Applies one step in its own savepoint; if the database refuses its
@@ -259,24 +259,24 @@ async fn apply_one(
     progress: &mut ProgressMap,
     policy: PoisonPolicy,
 ) -> Result<BatchOutcome, ProjectionError> {
-    let folded = match write_steps(conn, std::slice::from_ref(step), progress, policy).await {
-        Ok(folded) => folded,
+    let result = match write_steps(conn, std::slice::from_ref(step), progress, policy).await {
+        Ok(result) => result,
         Err(err) if err.class() == ErrorClass::Permanent => {
             let event = step.event.as_ref();
             warn!(stream = %event.stream_key, seq = event.seq, error = %err, "Event refused by the database; dead-lettering it.");
-            let mut folded = plan::fail(step, &err, progress, policy);
-            dead_letters::record(conn, &mut folded.outcome.dead_lettered, policy).await?;
-            progress::update(conn, &folded.progress).await?;
-            folded
+            let mut result = plan::fail(step, &err, progress, policy);
+            dead_letters::record(conn, &mut result.outcome.dead_lettered, policy).await?;
+            progress::update(conn, &result.progress).await?;
+            result
         }
         Err(err) => return Err(err),
     };
-    for stream in &folded.progress {
+    for stream in &result.progress {
         let written = Progress {
             stored: true,
             ..stream.clone()
         };
         progress.insert(stream.stream_key.clone(), written);
     }
-    Ok(folded.outcome)
+    Ok(result.outcome)
 }

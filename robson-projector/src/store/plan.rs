@@ -1,4 +1,4 @@
-//! Planning a batch against its streams' progress, and folding the plan:
+//! Planning a batch against its streams' progress, and applying the plan:
 //! which events are re-deliveries, which are held behind a parked stream,
 //! which predecessors are missing, and — once the rows are loaded — the new
 //! rows, dead letters and progress. Pure; the SQL is in the sibling modules.
@@ -151,22 +151,22 @@ pub fn keys(steps: &[Step<'_>]) -> Keys {
     keys
 }
 
-/// The result of folding steps: counts, and the progress of the streams moved.
+/// The result of applying steps: counts, and the progress of the streams moved.
 #[derive(Debug, Default)]
-pub struct Folded {
+pub struct StepsResult {
     pub outcome: BatchOutcome,
     pub progress: Vec<Progress>,
 }
 
 /// Applies the steps to `tables` in order, under `policy`, starting from
 /// `progress` (which is not modified: the caller adopts
-/// [`Folded::progress`] once the writes succeed).
-pub fn fold(
+/// [`StepsResult::progress`] once the writes succeed).
+pub fn apply_steps(
     tables: &mut Tables,
     steps: &[Step<'_>],
     progress: &ProgressMap,
     policy: PoisonPolicy,
-) -> Folded {
+) -> StepsResult {
     let mut moved: BTreeMap<String, Progress> = BTreeMap::new();
     let mut outcome = BatchOutcome::default();
     for step in steps {
@@ -192,7 +192,7 @@ pub fn fold(
         }
         moved.insert(stream.stream_key.clone(), stream);
     }
-    Folded {
+    StepsResult {
         outcome,
         progress: moved.into_values().collect(),
     }
@@ -206,16 +206,16 @@ pub fn fail(
     err: &ProjectionError,
     progress: &ProgressMap,
     policy: PoisonPolicy,
-) -> Folded {
+) -> StepsResult {
     let mut outcome = BatchOutcome::default();
     let Some(mut stream) = next_in_stream(step, &BTreeMap::new(), progress, &mut outcome) else {
-        return Folded {
+        return StepsResult {
             outcome,
             progress: Vec::new(),
         };
     };
     reject(&mut stream, step.event.as_ref(), err, policy, &mut outcome);
-    Folded {
+    StepsResult {
         outcome,
         progress: vec![stream],
     }

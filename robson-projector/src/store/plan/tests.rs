@@ -44,7 +44,7 @@ fn progress(streams: &[(&str, i64, Option<i64>)]) -> ProgressMap {
         .collect()
 }
 
-/// Plans and folds `batch` (no gaps) from `progress`.
+/// Plans and applies `batch` (no gaps) from `progress`.
 fn run(
     batch: &[EventEnvelope],
     progress: &ProgressMap,
@@ -54,9 +54,9 @@ fn run(
     assert!(plan.gaps(progress).is_empty(), "test batch has gaps");
     let mut outcome = std::mem::take(&mut plan.counts);
     let steps = plan.into_steps();
-    let folded = fold(&mut Tables::default(), &steps, progress, policy);
-    outcome.merge(folded.outcome);
-    (outcome, folded.progress)
+    let result = apply_steps(&mut Tables::default(), &steps, progress, policy);
+    outcome.merge(result.outcome);
+    (outcome, result.progress)
 }
 
 #[test]
@@ -223,14 +223,14 @@ fn predecessors_behind_a_new_park_are_not_counted() {
     plan.fill(vec![bad("order:a", 1), ack("order:a", 2, A)], &progress)
         .expect("complete");
     let steps = plan.into_steps();
-    let folded = fold(
+    let result = apply_steps(
         &mut Tables::default(),
         &steps,
         &progress,
         PoisonPolicy::Park,
     );
-    assert_eq!((folded.outcome.held, folded.outcome.applied), (1, 0));
-    assert_eq!(folded.outcome.dead_lettered.len(), 1);
+    assert_eq!((result.outcome.held, result.outcome.applied), (1, 0));
+    assert_eq!(result.outcome.dead_lettered.len(), 1);
 }
 
 #[test]
@@ -239,9 +239,9 @@ fn a_database_refusal_dead_letters_the_step_like_a_rule_error() {
     let fresh = progress(&[("order:a", 0, None)]);
     let steps = Plan::new(&batch, &fresh).into_steps();
     let err = ProjectionError::InvariantViolated("unique".into());
-    let folded = fail(&steps[0], &err, &fresh, PoisonPolicy::Park);
-    assert_eq!(folded.outcome.dead_lettered.len(), 1);
-    assert_eq!(folded.progress[0].parked_seq, Some(1));
+    let result = fail(&steps[0], &err, &fresh, PoisonPolicy::Park);
+    assert_eq!(result.outcome.dead_lettered.len(), 1);
+    assert_eq!(result.progress[0].parked_seq, Some(1));
     let parked = progress(&[("order:a", 0, Some(1))]);
     let held = fail(&steps[0], &err, &parked, PoisonPolicy::Park);
     assert_eq!(
