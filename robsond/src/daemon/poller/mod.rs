@@ -146,17 +146,32 @@ impl Handler<StopPolling> for Poller {
     }
 }
 
-/// The read loop. Returns only when asked to stop (or when the shutdown
-/// aborts what is still running), after closing its listener connection
-/// (inside the runtime, before the System goes away).
+/// How long a stop lets the read loop end the step it is in — a read, a
+/// check, a hand-over: milliseconds — before cancelling it. The loop ends
+/// at its next wait once asked to stop. Cancelled in the middle of a
+/// statement, it would drop a pooled connection whose `ROLLBACK` was sent
+/// but not answered: sqlx then queues a second one, which the server
+/// answers with a warning ("there is no transaction in progress") when the
+/// pool tests the connection, possibly while the runtime is already going
+/// away (a second warning). Seen at the end of bench runs under load.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// The read loop. Returns when asked to stop (or when the shutdown aborts
+/// what is still running), after closing its listener connection (inside
+/// the runtime, before the System goes away).
 async fn run(setup: PollerSetup) {
     let mut listener: Option<PgListener> = None;
+    let stopped = async {
+        setup.stop.requested().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
     tokio::select! {
         () = read_loop(&setup, &mut listener) => {}
-        // Whatever the loop waits for — a read, or a projector that does
-        // not take its batch (stuck in backoff) — has nothing to commit:
-        // the batch is read again on the next start.
-        () = setup.stop.requested() => {}
+        // Whatever the loop still waits for after the grace — a database
+        // that does not answer, or a projector that does not take its batch
+        // (stuck in backoff) — has nothing to commit: the batch is read
+        // again on the next start.
+        () = stopped => {}
         () = setup.state.lifecycle.aborted() => {}
     }
     drop(listener);
