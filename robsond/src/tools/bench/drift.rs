@@ -1,11 +1,12 @@
 //! The cost of drift detection (`ROBSON_BENCH_DRIFT=1 robsond bench …`):
 //! on the events the benchmark appended, cold catch-up with the drift check
 //! off and on (every second, 200 streams: 300 times the default rate),
-//! alternated off, on, off, on so that a trend of the machine's load does
-//! not favour either, then end-to-end latency idle and under 2,000
-//! events/s with it on and off. The figures are printed as a table of
+//! alternated off, on, off, on, … ([`RUNS`] of each) so that a trend of the
+//! machine's load does not favour either, then end-to-end latency idle and
+//! under 2,000 events/s with it on and off ([`PROBES`] probes each, so that
+//! a p99 is not one unlucky sample). The figures are printed as a table of
 //! their own, with the ratios on/off. Off by default: it projects the log
-//! four more times.
+//! six more times.
 
 use std::time::Instant;
 
@@ -22,6 +23,16 @@ const ON: [(&str, &str); 2] = [
 ];
 const OFF: [(&str, &str); 1] = [("ROBSON_VERIFY_INTERVAL_SECS", "0")];
 
+/// Runs of each kind (off and on), alternated.
+const RUNS: usize = 3;
+/// Probes per latency run: its p99 is then the 5th-worst sample.
+const PROBES: usize = 500;
+
+/// Off, on, off, on, …
+fn alternated() -> impl Iterator<Item = bool> {
+    (0..2 * RUNS).map(|i| i % 2 == 1)
+}
+
 /// Whether the phase was asked for.
 pub fn enabled() -> bool {
     std::env::var("ROBSON_BENCH_DRIFT").is_ok_and(|v| v == "1")
@@ -36,9 +47,12 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
         .fetch_one(pool)
         .await?;
-    eprintln!("bench: drift check off/on: four cold catch-ups of {events} events…");
+    eprintln!(
+        "bench: drift check off/on: {} cold catch-ups of {events} events…",
+        2 * RUNS
+    );
     let mut catch_up = [Vec::new(), Vec::new()];
-    for on in [false, true, false, true] {
+    for on in alternated() {
         reset_projection(pool).await?;
         let mut d = Daemon::spawn_with(url, if on { &ON[..] } else { &OFF[..] })?;
         let started = Instant::now();
@@ -50,10 +64,10 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     // Alternated too: the first runs after the catch-ups share the machine
     // with autovacuum on the tables just rewritten.
     let mut latency = [Vec::new(), Vec::new()];
-    for on in [false, true, false, true] {
+    for on in alternated() {
         let d = Daemon::spawn_with(url, if on { &ON[..] } else { &OFF[..] })?;
-        let idle = probe::latencies(pool, 200).await?;
-        let (loaded, _) = probe::latencies_under_load(pool, Profile::Mixed, 200, 2000).await?;
+        let idle = probe::latencies(pool, PROBES).await?;
+        let (loaded, _) = probe::latencies_under_load(pool, Profile::Mixed, PROBES, 2000).await?;
         latency[usize::from(on)].push((idle, loaded));
         d.stop().await?;
     }
@@ -76,7 +90,7 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     println!("| drift check (interval 1 s, sample 200) | off | on | on/off |");
     println!("|---|---|---|---|");
     println!(
-        "| cold catch-up of {events} events, mean of 2 (s) | {c_off:.2} | {c_on:.2} | {:.3} |",
+        "| cold catch-up of {events} events, mean of {RUNS} (s) | {c_off:.2} | {c_on:.2} | {:.3} |",
         c_on / c_off
     );
     row("latency idle", &off.0, &on.0);
@@ -90,7 +104,7 @@ fn row(what: &str, off: &Latencies, on: &Latencies) {
         ("p99", off.p99_ms, on.p99_ms),
     ] {
         println!(
-            "| {what} {name}, mean of 2 (ms) | {a:.2} | {b:.2} | {:.3} |",
+            "| {what} {name}, mean of {RUNS} (ms) | {a:.2} | {b:.2} | {:.3} |",
             b / a
         );
     }
