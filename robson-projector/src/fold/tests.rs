@@ -179,23 +179,14 @@ fn keys_cover_the_row_each_command_targets() {
 }
 
 /// Every row of `tables` marked changed, as [`RowKey`]s (fills apart).
-fn changed_keys(tables: &Tables) -> BTreeSet<String> {
-    let orders = tables.orders.changed.iter().map(|k| RowKey::from(*k));
-    let positions = tables.positions.changed.iter().map(|k| RowKey::from(*k));
-    let balances = tables
-        .balances
-        .changed
-        .iter()
-        .map(|k| RowKey::from(k.clone()));
-    let risks = tables.risks.changed.iter().map(|k| RowKey::from(*k));
-    let strategies = tables.strategies.changed.iter().map(|k| RowKey::from(*k));
-    orders
-        .chain(positions)
-        .chain(balances)
-        .chain(risks)
-        .chain(strategies)
-        .map(|key| format!("{key:?}"))
-        .collect()
+fn changed_keys(tables: &Tables) -> Vec<RowKey> {
+    let mut keys: Vec<RowKey> = Vec::new();
+    keys.extend(tables.orders.changed.iter().map(|k| RowKey::from(*k)));
+    keys.extend(tables.positions.changed.iter().map(|k| RowKey::from(*k)));
+    keys.extend(tables.balances.changed.iter().cloned().map(RowKey::from));
+    keys.extend(tables.risks.changed.iter().map(|k| RowKey::from(*k)));
+    keys.extend(tables.strategies.changed.iter().map(|k| RowKey::from(*k)));
+    keys
 }
 
 /// What `Keys::add` loads for a command is what its rule changes: over
@@ -237,10 +228,9 @@ fn the_row_a_command_changes_is_the_row_its_key_names() {
             let fills = tables.fills.len();
             match tables.apply_command(&command, &stamp) {
                 Ok(Applied::Changed) => {
-                    let expected = format!("{:?}", command.row_key(tenant_id));
                     assert_eq!(
                         changed_keys(&tables),
-                        BTreeSet::from([expected]),
+                        [command.row_key(tenant_id)],
                         "{event_type} at line {} of {name}",
                         seq + 1
                     );

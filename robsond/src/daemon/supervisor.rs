@@ -431,8 +431,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// threads: sqlx hands a released connection back on a task of the
 /// releasing thread's runtime, after a ping, and a thread stopped before
 /// that task ends logs "error occurred while testing the connection
-/// on-release … being shutdown" (seen in one daemon stop out of ten under
-/// 2,000 events/s).
+/// on-release … being shutdown" (seen in about one daemon stop out of ten
+/// under 2,000 events/s). A connection something else still holds (an HTTP
+/// request waiting on a dead database) makes a stop wait the whole of it.
 const RETURN_WAIT: Duration = Duration::from_millis(500);
 
 /// After [`Shutdown`] (drained or not): abandon any database work still
