@@ -59,6 +59,14 @@ async fn run_after_within(
     }
 }
 
+/// When the last run of a `/verify` answer began.
+fn started_at(body: &Value) -> DateTime<Utc> {
+    let at = body["last_run"]["started_at"].as_str().expect("started_at");
+    DateTime::parse_from_rfc3339(at)
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
 /// The differences `/verify` lists for `stream_key`, as (table, column) →
 /// (live, expected).
 fn differences(body: &Value, stream_key: &str) -> BTreeMap<(String, String), (Value, Value)> {
@@ -393,8 +401,21 @@ async fn a_stream_of_100k_events_is_checked_one_page_at_a_time() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Runs that began while it was projected kept their folds; one of the
+    // next runs (at the latest the one after ten resumed checks) folds it
+    // from seq 1 again.
     let client = http();
-    let body = run_after_within(&client, &mut daemon, Utc::now(), LONG_GUARD).await;
+    let mut after = Utc::now();
+    let mut resumed_runs = 0;
+    let body = loop {
+        let body = run_after_within(&client, &mut daemon, after, LONG_GUARD).await;
+        if body["last_run"]["resumed"] == 0 {
+            break body;
+        }
+        resumed_runs += 1;
+        assert!(resumed_runs <= 11, "never folded from seq 1 again: {body}");
+        after = started_at(&body);
+    };
     let run = &body["last_run"];
     assert_eq!(run["checked"], 1, "{body}");
     assert_eq!(run["mismatched"], 0, "{body}");
@@ -412,6 +433,9 @@ async fn a_stream_of_100k_events_is_checked_one_page_at_a_time() {
     .await
     .expect("edit a row by hand");
     let found = run_after_within(&client, &mut daemon, Utc::now(), LONG_GUARD).await;
+    // Checked again, it went on from its last clean fold: nothing read.
+    assert_eq!(found["last_run"]["resumed"], 1, "{found}");
+    assert_eq!(found["last_run"]["events_read"], 0, "{found}");
     let diff = differences(&found, &key);
     let free = diff
         .get(&("balances_current".to_owned(), "free".to_owned()))
@@ -419,6 +443,37 @@ async fn a_stream_of_100k_events_is_checked_one_page_at_a_time() {
     // The last A3 sample is n = 99_993.
     assert_eq!(free.1, Value::from("99993.25"), "{found}");
     assert_eq!(free.0, Value::from("99994.25"), "{found}");
+
+    // Repaired by the events that follow. The first clean run after it
+    // folds the stream (whole, or on from a clean fold of a run that saw
+    // only the first of them); the next one goes on from that fold and
+    // reads only what was appended between the two.
+    let samples = |cents: &str, n: usize| -> Vec<_> {
+        (0..n)
+            .map(|i| {
+                let payload = json!({
+                    "account_id": account, "asset": "A3",
+                    "free": format!("{i}.{cents}"), "locked": "0.5"
+                });
+                event(tenant, &key, "BALANCE_SAMPLED", payload)
+            })
+            .collect()
+    };
+    let progress = "SELECT last_seq FROM projection_stream_progress WHERE stream_key = $1";
+    append_all(&db.pool, &samples("75", 10)).await;
+    wait_for_stream(&db.pool, &mut daemon, &key, progress, LONG as i64 + 10).await;
+    let clean = run_after_within(&client, &mut daemon, Utc::now(), LONG_GUARD).await;
+    assert_eq!(clean["last_run"]["mismatched"], 0, "{clean}");
+    append_all(&db.pool, &samples("50", 3)).await;
+    wait_for_stream(&db.pool, &mut daemon, &key, progress, LONG as i64 + 13).await;
+    let next = run_after_within(&client, &mut daemon, Utc::now(), LONG_GUARD).await;
+    assert_eq!(next["last_run"]["mismatched"], 0, "{next}");
+    assert_eq!(next["last_run"]["resumed"], 1, "{next}");
+    // 3, or fewer when a run slipped in between: never the whole stream.
+    let read = next["last_run"]["events_read"]
+        .as_u64()
+        .expect("events_read");
+    assert!(read <= 3, "{next}");
     daemon.stop().await;
 }
 

@@ -39,6 +39,9 @@ pub struct RunSummary {
     pub events_read: u64,
     /// The most events held in memory at once by any stream's check.
     pub largest_page: usize,
+    /// Streams whose fold went on from an earlier clean check's instead of
+    /// from seq 1 (`drift::resume`).
+    pub resumed: u64,
 }
 
 /// A stream whose last check found differences.

@@ -20,6 +20,17 @@
 //!   one per FILL_RECEIVED) are compared page by page and dropped, their
 //!   count per order at the end; the other rows are held per key, at most
 //!   [`Limits::max_rows`] (a stream touching more is `unchecked`).
+//! - **Resuming**: a clean check hands back its fold ([`Resume`]: the
+//!   expected rows at the seq it reached and that event's id). Given to the
+//!   next check of the same stream, the fold goes on from there instead of
+//!   from seq 1 — the log is append-only and the rules do not change in a
+//!   running daemon, so the expected rows at that seq are the same — once
+//!   the log still holds that event under that seq (else, or when the
+//!   stream's progress went back, it folds from seq 1). Every current row
+//!   is still compared; only fills recorded before the resumed seq are not
+//!   compared again (their count per order is). Which folds are kept, and
+//!   how often a stream is folded from seq 1 all the same, is
+//!   [`super::resume`]'s.
 
 use std::collections::BTreeMap;
 
@@ -72,12 +83,48 @@ pub enum Verdict {
 }
 
 /// A verdict and what it cost.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Checked {
     pub verdict: Verdict,
     pub events_read: u64,
     /// The most events held in memory at once (a page).
     pub largest_page: usize,
+    /// The fold began where an earlier check left it.
+    pub resumed: bool,
+    /// Where this check left the fold, to resume it: only after a clean
+    /// verdict (a difference found in an event's outcome is found again
+    /// only by folding that event again).
+    pub resume: Option<Resume>,
+}
+
+/// A stream's fold as a clean check left it: the expected rows after
+/// event `folded_to` (whose id is `last_event_id`).
+#[derive(Debug, Clone)]
+pub struct Resume {
+    folded_to: i64,
+    last_event_id: Uuid,
+    tables: Tables,
+    keys: Keys,
+    fills: BTreeMap<OrderKey, i64>,
+}
+
+impl Resume {
+    /// The seq the fold reached.
+    pub fn folded_to(&self) -> i64 {
+        self.folded_to
+    }
+
+    /// Rows it holds (one per key it targets, and one fill count per
+    /// order): what keeping it costs.
+    pub fn rows(&self) -> usize {
+        let k = &self.keys;
+        k.orders.len()
+            + k.positions.len()
+            + k.balances.len()
+            + k.risks.len()
+            + k.strategies.len()
+            + self.fills.len()
+    }
 }
 
 /// Why a fold stopped early.
@@ -92,11 +139,36 @@ impl From<sqlx::Error> for Stop {
     }
 }
 
+#[cfg(test)]
+impl Resume {
+    /// A fold at `folded_to` holding `rows` fill counts (for the tests of
+    /// what is kept).
+    pub(crate) fn of_size(folded_to: i64, rows: usize) -> Resume {
+        Resume {
+            folded_to,
+            last_event_id: Uuid::nil(),
+            tables: Tables::default(),
+            keys: Keys::default(),
+            fills: (0..rows)
+                .map(|n| {
+                    let key = OrderKey {
+                        tenant_id: Uuid::nil(),
+                        order_id: Uuid::from_u128(n as u128),
+                    };
+                    (key, 1)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A stream folded in memory up to `folded_to`.
 struct Replay<'a> {
     stream_key: &'a str,
     limits: Limits,
     folded_to: i64,
+    /// The id of event `folded_to` (none before the first).
+    last_event_id: Option<Uuid>,
     tables: Tables,
     keys: Keys,
     /// Fills the fold recorded, per order (their rows are compared and dropped).
@@ -106,36 +178,88 @@ struct Replay<'a> {
     largest_page: usize,
 }
 
-/// Checks `stream_key` on `conn` (outside any transaction).
+/// Checks `stream_key` on `conn` (outside any transaction), going on
+/// from `resume` (an earlier clean check of the same stream) when given.
 pub async fn check(
     conn: &mut PgConnection,
     stream_key: &str,
     limits: Limits,
+    resume: Option<Resume>,
 ) -> Result<Checked, sqlx::Error> {
-    let mut replay = Replay {
-        stream_key,
-        limits,
-        folded_to: 0,
-        tables: Tables::default(),
-        keys: Keys::default(),
-        fills: BTreeMap::new(),
-        diffs: Vec::new(),
-        events_read: 0,
-        largest_page: 0,
-    };
+    let mut replay = Replay::new(stream_key, limits);
+    let mut resumed = false;
+    if let Some(resume) = resume {
+        resumed = replay.resume(conn, resume).await?;
+    }
     let verdict = match replay.run(conn).await {
         Ok(verdict) => verdict,
         Err(Stop::Unchecked(why)) => Verdict::Unchecked(why),
         Err(Stop::Database(err)) => return Err(err),
     };
+    let resume = match (&verdict, replay.last_event_id) {
+        (Verdict::Clean, Some(last_event_id)) => Some(Resume {
+            folded_to: replay.folded_to,
+            last_event_id,
+            tables: replay.tables,
+            keys: replay.keys,
+            fills: replay.fills,
+        }),
+        _ => None,
+    };
     Ok(Checked {
         verdict,
         events_read: replay.events_read,
         largest_page: replay.largest_page,
+        resumed,
+        resume,
     })
 }
 
-impl Replay<'_> {
+impl<'a> Replay<'a> {
+    fn new(stream_key: &'a str, limits: Limits) -> Self {
+        Replay {
+            stream_key,
+            limits,
+            folded_to: 0,
+            last_event_id: None,
+            tables: Tables::default(),
+            keys: Keys::default(),
+            fills: BTreeMap::new(),
+            diffs: Vec::new(),
+            events_read: 0,
+            largest_page: 0,
+        }
+    }
+
+    /// Takes `resume` as the fold so far when the log still holds its last
+    /// event under its seq and the stream's progress has not gone back
+    /// below it; false (the fold starts from seq 1) otherwise.
+    async fn resume(
+        &mut self,
+        conn: &mut PgConnection,
+        resume: Resume,
+    ) -> Result<bool, sqlx::Error> {
+        let upto = progress(&mut *conn, self.stream_key).await?;
+        if upto.is_none_or(|upto| upto < resume.folded_to) {
+            return Ok(false);
+        }
+        let id: Option<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM event_log WHERE stream_key = $1 AND seq = $2")
+                .bind(self.stream_key)
+                .bind(resume.folded_to)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if id != Some(resume.last_event_id) {
+            return Ok(false);
+        }
+        self.folded_to = resume.folded_to;
+        self.last_event_id = Some(resume.last_event_id);
+        self.tables = resume.tables;
+        self.keys = resume.keys;
+        self.fills = resume.fills;
+        Ok(true)
+    }
+
     async fn run(&mut self, conn: &mut PgConnection) -> Result<Verdict, Stop> {
         for _ in 0..self.limits.attempts {
             let Some(upto) = progress(&mut *conn, self.stream_key).await? else {
@@ -251,6 +375,7 @@ impl Replay<'_> {
                 }
                 self.events_read += 1;
                 self.folded_to = event.seq;
+                self.last_event_id = Some(event.event_id);
                 if !skipped {
                     self.fold(event)?;
                 }

@@ -10,8 +10,10 @@
 //! projectors use), a thread of its own (folding a long stream is CPU
 //! work), short statements (a page of one stream's events, a statement
 //! timeout), and a pause between streams. The cost of a run follows the
-//! sample and the sampled streams' lengths, never the log. It stops at once
-//! on shutdown: every wait and statement races the stop signal.
+//! sample and the sampled streams' lengths, never the log — and, for a long
+//! stream checked again, the events appended since its last clean check
+//! ([`resume`]). It stops at once on shutdown: every wait and statement
+//! races the stop signal.
 //!
 //! Rows owned by several streams: none today. Every row is keyed by an
 //! entity whose events SPEC §3 keeps in one stream (orders and their fills
@@ -22,6 +24,7 @@
 pub mod board;
 pub mod check;
 pub mod columns;
+pub mod resume;
 pub mod sample;
 
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use sqlx::{ConnectOptions as _, PgConnection};
 
 use self::board::RunSummary;
 use self::check::{Limits, Verdict};
+use self::resume::Folds;
 use super::state::DaemonState;
 use crate::config::Secret;
 use crate::metrics::Metrics;
@@ -88,13 +92,14 @@ pub async fn run(setup: DriftSetup) {
     }
     let life = &setup.state.lifecycle;
     let mut conn: Option<PgConnection> = None;
+    let mut folds = Folds::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = life.stopped() => break,
         }
         tokio::select! {
-            () = run_once(&setup, &mut conn) => {}
+            () = run_once(&setup, &mut conn, &mut folds) => {}
             () = life.stopped() => break,
         }
     }
@@ -103,7 +108,7 @@ pub async fn run(setup: DriftSetup) {
 }
 
 /// One run: pick the streams, check each, publish.
-async fn run_once(setup: &DriftSetup, conn: &mut Option<PgConnection>) {
+async fn run_once(setup: &DriftSetup, conn: &mut Option<PgConnection>, folds: &mut Folds) {
     let started = Instant::now();
     let started_at = Utc::now();
     let board = &setup.state.drift;
@@ -112,7 +117,7 @@ async fn run_once(setup: &DriftSetup, conn: &mut Option<PgConnection>) {
         started_at: Some(started_at),
         ..RunSummary::default()
     };
-    match checked_run(setup, conn, &mut summary).await {
+    match checked_run(setup, conn, folds, &mut summary).await {
         Ok(()) => {}
         Err(err) => {
             tracing::warn!(error = %err, "Drift check failed; trying again at the next interval.");
@@ -140,6 +145,7 @@ async fn run_once(setup: &DriftSetup, conn: &mut Option<PgConnection>) {
 async fn checked_run(
     setup: &DriftSetup,
     conn: &mut Option<PgConnection>,
+    folds: &mut Folds,
     summary: &mut RunSummary,
 ) -> Result<(), sqlx::Error> {
     let conn = match conn {
@@ -152,7 +158,8 @@ async fn checked_run(
     let limits = Limits::default();
     for key in streams {
         let began = Instant::now();
-        let checked = match check::check(&mut *conn, &key, limits).await {
+        let (resume, resumed) = folds.take(&key).unzip();
+        let checked = match check::check(&mut *conn, &key, limits, resume).await {
             Ok(c) => c,
             Err(err)
                 if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
@@ -169,6 +176,15 @@ async fn checked_run(
         };
         summary.events_read += checked.events_read;
         summary.largest_page = summary.largest_page.max(checked.largest_page);
+        if let Some(resume) = checked.resume {
+            let times = if checked.resumed {
+                resumed.unwrap_or(0) + 1
+            } else {
+                0
+            };
+            folds.keep(&key, resume, times);
+        }
+        summary.resumed += u64::from(checked.resumed);
         let standing = match checked.verdict {
             Verdict::Clean => {
                 summary.checked += 1;
