@@ -128,7 +128,7 @@ impl Resume {
 }
 
 /// Why a fold stopped early.
-enum Stop {
+pub(super) enum Stop {
     Database(sqlx::Error),
     Unchecked(String),
 }
@@ -163,19 +163,20 @@ impl Resume {
 }
 
 /// A stream folded in memory up to `folded_to`.
-struct Replay<'a> {
+pub(super) struct Replay<'a> {
     stream_key: &'a str,
     limits: Limits,
-    folded_to: i64,
+    pub(super) folded_to: i64,
     /// The id of event `folded_to` (none before the first).
     last_event_id: Option<Uuid>,
     tables: Tables,
-    keys: Keys,
+    pub(super) keys: Keys,
     /// Fills the fold recorded, per order (their rows are compared and dropped).
     fills: BTreeMap<OrderKey, i64>,
     diffs: Vec<ColumnDiff>,
     events_read: u64,
     largest_page: usize,
+    resumed: bool,
 }
 
 /// Checks `stream_key` on `conn` (outside any transaction), going on
@@ -187,36 +188,15 @@ pub async fn check(
     resume: Option<Resume>,
 ) -> Result<Checked, sqlx::Error> {
     let mut replay = Replay::new(stream_key, limits);
-    let mut resumed = false;
     if let Some(resume) = resume {
-        resumed = replay.resume(conn, resume).await?;
+        replay.resume(conn, resume).await?;
     }
-    let verdict = match replay.run(conn).await {
-        Ok(verdict) => verdict,
-        Err(Stop::Unchecked(why)) => Verdict::Unchecked(why),
-        Err(Stop::Database(err)) => return Err(err),
-    };
-    let resume = match (&verdict, replay.last_event_id) {
-        (Verdict::Clean, Some(last_event_id)) => Some(Resume {
-            folded_to: replay.folded_to,
-            last_event_id,
-            tables: replay.tables,
-            keys: replay.keys,
-            fills: replay.fills,
-        }),
-        _ => None,
-    };
-    Ok(Checked {
-        verdict,
-        events_read: replay.events_read,
-        largest_page: replay.largest_page,
-        resumed,
-        resume,
-    })
+    let verdict = replay.run(conn).await;
+    replay.checked(verdict)
 }
 
 impl<'a> Replay<'a> {
-    fn new(stream_key: &'a str, limits: Limits) -> Self {
+    pub(super) fn new(stream_key: &'a str, limits: Limits) -> Self {
         Replay {
             stream_key,
             limits,
@@ -228,20 +208,52 @@ impl<'a> Replay<'a> {
             diffs: Vec::new(),
             events_read: 0,
             largest_page: 0,
+            resumed: false,
         }
+    }
+
+    pub(super) fn stream_key(&self) -> &'a str {
+        self.stream_key
+    }
+
+    /// The verdict of `outcome` and what the check cost; the fold to
+    /// resume from after a clean verdict.
+    pub(super) fn checked(self, outcome: Result<Verdict, Stop>) -> Result<Checked, sqlx::Error> {
+        let verdict = match outcome {
+            Ok(verdict) => verdict,
+            Err(Stop::Unchecked(why)) => Verdict::Unchecked(why),
+            Err(Stop::Database(err)) => return Err(err),
+        };
+        let resume = match (&verdict, self.last_event_id) {
+            (Verdict::Clean, Some(last_event_id)) => Some(Resume {
+                folded_to: self.folded_to,
+                last_event_id,
+                tables: self.tables,
+                keys: self.keys,
+                fills: self.fills,
+            }),
+            _ => None,
+        };
+        Ok(Checked {
+            verdict,
+            events_read: self.events_read,
+            largest_page: self.largest_page,
+            resumed: self.resumed,
+            resume,
+        })
     }
 
     /// Takes `resume` as the fold so far when the log still holds its last
     /// event under its seq and the stream's progress has not gone back
-    /// below it; false (the fold starts from seq 1) otherwise.
-    async fn resume(
+    /// below it (else the fold starts from seq 1).
+    pub(super) async fn resume(
         &mut self,
         conn: &mut PgConnection,
         resume: Resume,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<(), sqlx::Error> {
         let upto = progress(&mut *conn, self.stream_key).await?;
         if upto.is_none_or(|upto| upto < resume.folded_to) {
-            return Ok(false);
+            return Ok(());
         }
         let id: Option<Uuid> =
             sqlx::query_scalar("SELECT event_id FROM event_log WHERE stream_key = $1 AND seq = $2")
@@ -250,17 +262,19 @@ impl<'a> Replay<'a> {
                 .fetch_optional(&mut *conn)
                 .await?;
         if id != Some(resume.last_event_id) {
-            return Ok(false);
+            return Ok(());
         }
         self.folded_to = resume.folded_to;
         self.last_event_id = Some(resume.last_event_id);
         self.tables = resume.tables;
         self.keys = resume.keys;
         self.fills = resume.fills;
-        Ok(true)
+        self.resumed = true;
+        Ok(())
     }
 
-    async fn run(&mut self, conn: &mut PgConnection) -> Result<Verdict, Stop> {
+    /// Checks the stream alone: folded outside a snapshot, compared inside one.
+    pub(super) async fn run(&mut self, conn: &mut PgConnection) -> Result<Verdict, Stop> {
         for _ in 0..self.limits.attempts {
             let Some(upto) = progress(&mut *conn, self.stream_key).await? else {
                 return Err(Stop::Unchecked(
@@ -303,11 +317,22 @@ impl<'a> Replay<'a> {
         self.fold_to(&mut tx, upto).await?;
         let live = robson_projector::load_rows(&mut tx, &self.keys).await?;
         let orders: Vec<OrderKey> = self.keys.orders.iter().copied().collect();
-        let live_fills = fill_counts(&mut tx, &orders).await?;
+        let counts = fill_counts(&mut tx, &orders).await?;
         tx.commit().await?;
+        Ok(Some(self.finish(&live, &counts)))
+    }
+
+    /// The differences between the fold and the live rows (`live` and
+    /// `fill_counts` may hold other streams' rows too).
+    pub(super) fn finish(
+        &mut self,
+        live: &Tables,
+        fill_counts: &BTreeMap<OrderKey, i64>,
+    ) -> Vec<ColumnDiff> {
         let mut diffs = std::mem::take(&mut self.diffs);
-        self.compare_rows(&live, &mut diffs);
-        for (order, live_count) in orders.iter().zip(live_fills) {
+        self.compare_rows(live, &mut diffs);
+        for order in &self.keys.orders {
+            let live_count = fill_counts.get(order).copied().unwrap_or(0);
             let expected = self.fills.get(order).copied().unwrap_or(0);
             if live_count != expected {
                 diffs.push(ColumnDiff {
@@ -322,7 +347,7 @@ impl<'a> Replay<'a> {
                 });
             }
         }
-        Ok(Some(diffs))
+        diffs
     }
 
     fn compare_rows(&self, live: &Tables, out: &mut Vec<ColumnDiff>) {
@@ -356,31 +381,42 @@ impl<'a> Replay<'a> {
                 self.limits.page,
             )
             .await?;
-            self.largest_page = self.largest_page.max(page.len());
-            if page
-                .first()
-                .is_none_or(|(e, _)| e.seq != self.folded_to + 1)
-            {
+            self.apply_page(&page)?;
+            let fills = self.take_fills();
+            if !fills.is_empty() {
+                let live = live_fills(&mut *conn, &fills).await?;
+                self.compare_fills(&fills, &live);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds a page of the stream's next events (in seq order, each with
+    /// whether it was skipped).
+    pub(super) fn apply_page(&mut self, page: &[(EventEnvelope, bool)]) -> Result<(), Stop> {
+        self.largest_page = self.largest_page.max(page.len());
+        if page
+            .first()
+            .is_none_or(|(e, _)| e.seq != self.folded_to + 1)
+        {
+            return Err(Stop::Unchecked(format!(
+                "events after seq {} are not in event_log (archived?)",
+                self.folded_to
+            )));
+        }
+        for (event, skipped) in page {
+            if event.seq != self.folded_to + 1 {
                 return Err(Stop::Unchecked(format!(
-                    "events after seq {} are not in event_log (archived?)",
-                    self.folded_to
+                    "seq {} is missing from event_log",
+                    self.folded_to + 1
                 )));
             }
-            for (event, skipped) in &page {
-                if event.seq != self.folded_to + 1 {
-                    return Err(Stop::Unchecked(format!(
-                        "seq {} is missing from event_log",
-                        self.folded_to + 1
-                    )));
-                }
-                self.events_read += 1;
-                self.folded_to = event.seq;
-                self.last_event_id = Some(event.event_id);
-                if !skipped {
-                    self.fold(event)?;
-                }
+            self.events_read += 1;
+            self.folded_to = event.seq;
+            self.last_event_id = Some(event.event_id);
+            if !skipped {
+                self.fold(event)?;
             }
-            self.compare_fills(&mut *conn).await?;
         }
         Ok(())
     }
@@ -423,13 +459,11 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 
-    /// Compares the fills the last page recorded with the live ones, then
-    /// forgets them (fills are only ever inserted, with their event).
-    async fn compare_fills(&mut self, conn: &mut PgConnection) -> Result<(), Stop> {
+    /// The fills the pages folded since the last call recorded, counted
+    /// per order and handed out to be compared ([`Replay::compare_fills`])
+    /// and dropped (fills are only ever inserted, with their event).
+    pub(super) fn take_fills(&mut self) -> Vec<FillRow> {
         let fills = std::mem::take(&mut self.tables.fills);
-        if fills.is_empty() {
-            return Ok(());
-        }
         for f in &fills {
             let order = OrderKey {
                 tenant_id: f.tenant_id,
@@ -437,19 +471,26 @@ impl<'a> Replay<'a> {
             };
             *self.fills.entry(order).or_default() += 1;
         }
-        let live = live_fills(conn, &fills).await?;
-        for expected in &fills {
-            let found = live
-                .iter()
-                .find(|l| l.tenant_id == expected.tenant_id && l.fill_id == expected.fill_id);
+        fills
+    }
+
+    /// Compares `fills` (from [`Replay::take_fills`]) with the `live` rows
+    /// of their ids (which may hold other streams' fills too).
+    pub(super) fn compare_fills(&mut self, fills: &[FillRow], live: &[FillRow]) {
+        let live: BTreeMap<(Uuid, Uuid), &FillRow> =
+            live.iter().map(|l| ((l.tenant_id, l.fill_id), l)).collect();
+        for expected in fills {
+            let found = live.get(&(expected.tenant_id, expected.fill_id)).copied();
             diff(found, Some(expected), &mut self.diffs);
         }
-        Ok(())
     }
 }
 
 /// The stream's `last_seq`, if it has a progress row.
-async fn progress(conn: &mut PgConnection, stream_key: &str) -> Result<Option<i64>, sqlx::Error> {
+pub(super) async fn progress(
+    conn: &mut PgConnection,
+    stream_key: &str,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT last_seq FROM projection_stream_progress WHERE stream_key = $1")
         .bind(stream_key)
         .fetch_optional(conn)
@@ -497,7 +538,7 @@ async fn read_page(
 }
 
 /// The live fills with the ids of `fills`.
-async fn live_fills(
+pub(super) async fn live_fills(
     conn: &mut PgConnection,
     fills: &[FillRow],
 ) -> Result<Vec<FillRow>, sqlx::Error> {
@@ -517,17 +558,17 @@ async fn live_fills(
     .await
 }
 
-/// How many live fills each of `orders` has, in the same order.
-async fn fill_counts(
+/// How many live fills each of `orders` has.
+pub(super) async fn fill_counts(
     conn: &mut PgConnection,
     orders: &[OrderKey],
-) -> Result<Vec<i64>, sqlx::Error> {
+) -> Result<BTreeMap<OrderKey, i64>, sqlx::Error> {
     if orders.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let tenants: Vec<Uuid> = orders.iter().map(|o| o.tenant_id).collect();
     let ids: Vec<Uuid> = orders.iter().map(|o| o.order_id).collect();
-    sqlx::query_scalar(
+    let counts: Vec<i64> = sqlx::query_scalar(
         r#"
         SELECT (SELECT count(*) FROM fills f
                  WHERE f.tenant_id = k.tenant_id AND f.order_id = k.order_id)
@@ -538,5 +579,6 @@ async fn fill_counts(
     .bind(&tenants)
     .bind(&ids)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(orders.iter().copied().zip(counts).collect())
 }

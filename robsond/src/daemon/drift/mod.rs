@@ -24,6 +24,7 @@
 pub mod board;
 pub mod check;
 pub mod columns;
+pub mod group;
 pub mod resume;
 pub mod sample;
 
@@ -67,11 +68,11 @@ pub struct DriftSetup {
     pub metrics: Arc<Metrics>,
 }
 
-/// Least pause between two streams: the projectors' statements go first.
-const PAUSE_BETWEEN_STREAMS: Duration = Duration::from_millis(2);
+/// Least pause between two groups of streams: the projectors' statements go first.
+const PAUSE_BETWEEN_GROUPS: Duration = Duration::from_millis(2);
 
-/// After each stream the checker rests this many times as long as the
-/// check took, so it is busy at most a quarter of the time (measured: at a
+/// After each group of streams ([`group`]) the checker rests this many
+/// times as long as the group took, so it is busy at most a quarter of the time (measured: at a
 /// 1 s interval with no rest, p99 latency under load rose several times on
 /// a loaded 2-core machine; see docs/performance.md).
 const REST_PER_WORK: u32 = 3;
@@ -156,66 +157,106 @@ async fn checked_run(
     let streams = sample::pick(&mut *conn, setup.config.sample, board.standing_streams()).await?;
     summary.sample_size = streams.len();
     let limits = Limits::default();
-    for key in streams {
+    for group in streams.chunks(group::GROUP) {
         let began = Instant::now();
-        let (resume, resumed) = folds.take(&key).unzip();
-        let checked = match check::check(&mut *conn, &key, limits, resume).await {
-            Ok(c) => c,
-            Err(err)
-                if robson_projector::classify(&err) == robson_projector::ErrorClass::Transient =>
-            {
-                return Err(err);
+        let mut times = Vec::with_capacity(group.len());
+        let mut taken = Vec::with_capacity(group.len());
+        for key in group {
+            let (resume, resumed) = folds.take(key).unzip();
+            times.push(resumed);
+            taken.push((key.as_str(), resume));
+        }
+        let checked = match group::check_group(&mut *conn, taken, limits).await {
+            Ok(g) => {
+                summary.largest_page = summary.largest_page.max(g.largest_read);
+                g.checked.into_iter().map(Ok).collect()
             }
+            Err(err) if is_transient(&err) => return Err(err),
             Err(err) => {
-                // A stream whose rows cannot be read (say, a value a rule
-                // never writes): not a verdict; the others go on.
-                tracing::warn!(stream = %key, error = %err, "Drift check of a stream failed.");
-                summary.errors += 1;
-                continue;
+                // A row that cannot be read (say, a value a rule never
+                // writes) fails the group's statements: each stream alone,
+                // so that the others still get their verdict.
+                tracing::debug!(error = %err, "Drift check of a group failed; checking its streams one by one.");
+                let mut one_by_one = Vec::with_capacity(group.len());
+                for key in group {
+                    match check::check(&mut *conn, key, limits, None).await {
+                        Err(err) if is_transient(&err) => return Err(err),
+                        other => one_by_one.push(other),
+                    }
+                }
+                one_by_one
             }
         };
-        summary.events_read += checked.events_read;
-        summary.largest_page = summary.largest_page.max(checked.largest_page);
-        if let Some(resume) = checked.resume {
-            let times = if checked.resumed {
-                resumed.unwrap_or(0) + 1
-            } else {
-                0
+        for ((key, checked), resumed) in group.iter().zip(checked).zip(times) {
+            let checked = match checked {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::warn!(stream = %key, error = %err, "Drift check of a stream failed.");
+                    summary.errors += 1;
+                    continue;
+                }
             };
-            folds.keep(&key, resume, times);
+            record(setup, folds, summary, key, checked, resumed);
         }
-        summary.resumed += u64::from(checked.resumed);
-        let standing = match checked.verdict {
-            Verdict::Clean => {
-                summary.checked += 1;
-                setup.metrics.verify_checked_streams.inc();
-                Some(board.clean(&key))
-            }
-            Verdict::Differs(diffs) => {
-                summary.checked += 1;
-                summary.mismatched += 1;
-                setup.metrics.verify_checked_streams.inc();
-                setup.metrics.verify_mismatched_streams.inc();
-                tracing::warn!(stream = %key, differences = diffs.len(), "Drift: live rows differ from the log.");
-                Some(board.mismatch(&key, diffs, Utc::now()))
-            }
-            Verdict::Moving => {
-                summary.moving += 1;
-                None
-            }
-            Verdict::Unchecked(why) => {
-                tracing::debug!(stream = %key, why = %why, "Drift check passed a stream over.");
-                summary.unchecked += 1;
-                None
-            }
-        };
-        if let Some(n) = standing {
-            setup.metrics.verify_mismatched_streams_now.set(n as i64);
-        }
-        let rest = (began.elapsed() * REST_PER_WORK).max(PAUSE_BETWEEN_STREAMS);
+        let rest = (began.elapsed() * REST_PER_WORK).max(PAUSE_BETWEEN_GROUPS);
         tokio::time::sleep(rest).await;
     }
     Ok(())
+}
+
+fn is_transient(err: &sqlx::Error) -> bool {
+    robson_projector::classify(err) == robson_projector::ErrorClass::Transient
+}
+
+/// Counts, publishes and keeps (for resuming) what checking `key` found;
+/// `resumed` is how many checks led to the fold it resumed from, if any.
+fn record(
+    setup: &DriftSetup,
+    folds: &mut Folds,
+    summary: &mut RunSummary,
+    key: &str,
+    checked: check::Checked,
+    resumed: Option<u32>,
+) {
+    let board = &setup.state.drift;
+    summary.events_read += checked.events_read;
+    summary.largest_page = summary.largest_page.max(checked.largest_page);
+    if let Some(resume) = checked.resume {
+        let times = if checked.resumed {
+            resumed.unwrap_or(0) + 1
+        } else {
+            0
+        };
+        folds.keep(key, resume, times);
+    }
+    summary.resumed += u64::from(checked.resumed);
+    let standing = match checked.verdict {
+        Verdict::Clean => {
+            summary.checked += 1;
+            setup.metrics.verify_checked_streams.inc();
+            Some(board.clean(key))
+        }
+        Verdict::Differs(diffs) => {
+            summary.checked += 1;
+            summary.mismatched += 1;
+            setup.metrics.verify_checked_streams.inc();
+            setup.metrics.verify_mismatched_streams.inc();
+            tracing::warn!(stream = %key, differences = diffs.len(), "Drift: live rows differ from the log.");
+            Some(board.mismatch(key, diffs, Utc::now()))
+        }
+        Verdict::Moving => {
+            summary.moving += 1;
+            None
+        }
+        Verdict::Unchecked(why) => {
+            tracing::debug!(stream = %key, why = %why, "Drift check passed a stream over.");
+            summary.unchecked += 1;
+            None
+        }
+    };
+    if let Some(n) = standing {
+        setup.metrics.verify_mismatched_streams_now.set(n as i64);
+    }
 }
 
 async fn connect(url: &Secret<String>) -> Result<PgConnection, sqlx::Error> {
