@@ -8,8 +8,10 @@
 //!
 //! Cost and priority: one connection of its own (never one of the pool the
 //! projectors use), a thread of its own (folding a long stream is CPU
-//! work), short statements (a page of one stream's events, a statement
-//! timeout), and a pause between streams. The cost of a run follows the
+//! work), short statements (a page of events, a statement timeout),
+//! streams checked 50 at a time in one snapshot ([`group`]), each group
+//! started when no projector has a batch in flight (waiting 100 ms at
+//! most), and a rest after each group three times as long as it took. The cost of a run follows the
 //! sample and the sampled streams' lengths, never the log — and, for a long
 //! stream checked again, the events appended since its last clean check
 //! ([`resume`]). It stops at once on shutdown: every wait and statement
@@ -76,6 +78,10 @@ const PAUSE_BETWEEN_GROUPS: Duration = Duration::from_millis(2);
 /// 1 s interval with no rest, p99 latency under load rose several times on
 /// a loaded 2-core machine; see docs/performance.md).
 const REST_PER_WORK: u32 = 3;
+
+/// Longest wait, before a group, for the projectors' batches in flight to
+/// commit (a daemon that is never idle is checked all the same).
+const YIELD_WAIT: Duration = Duration::from_millis(100);
 
 /// Bound of every statement of the checker.
 const STATEMENT_TIMEOUT: &str = "10s";
@@ -158,6 +164,7 @@ async fn checked_run(
     summary.sample_size = streams.len();
     let limits = Limits::default();
     for group in streams.chunks(group::GROUP) {
+        yield_to_projection(&setup.state, YIELD_WAIT).await;
         let began = Instant::now();
         let mut times = Vec::with_capacity(group.len());
         let mut taken = Vec::with_capacity(group.len());
@@ -202,6 +209,20 @@ async fn checked_run(
         tokio::time::sleep(rest).await;
     }
     Ok(())
+}
+
+/// Waits until no projector has a batch in flight, at most `wait`, so that
+/// a group's statements start when the projectors' have just committed.
+async fn yield_to_projection(state: &DaemonState, wait: Duration) {
+    let until = Instant::now() + wait;
+    while Instant::now() < until
+        && state
+            .partitions
+            .iter()
+            .any(|p| p.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 fn is_transient(err: &sqlx::Error) -> bool {
@@ -271,5 +292,44 @@ async fn connect(url: &Secret<String>) -> Result<PgConnection, sqlx::Error> {
             std::io::ErrorKind::TimedOut,
             "connecting for the drift check timed out",
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_group_waits_for_the_batches_in_flight_but_never_longer_than_its_bound() {
+        let state = DaemonState::new("test".into(), 4);
+        let began = Instant::now();
+        yield_to_projection(&state, Duration::from_secs(5)).await;
+        assert!(began.elapsed() < Duration::from_millis(500), "idle: no wait");
+
+        state.partitions[2]
+            .in_flight
+            .store(20, std::sync::atomic::Ordering::Relaxed);
+        let began = Instant::now();
+        yield_to_projection(&state, Duration::from_millis(150)).await;
+        let waited = began.elapsed();
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+        let state = Arc::new(state);
+        let projector = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                state.partitions[2]
+                    .in_flight
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+            })
+        };
+        let began = Instant::now();
+        yield_to_projection(&state, Duration::from_secs(5)).await;
+        let waited = began.elapsed();
+        assert!(waited >= Duration::from_millis(40), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "the batch committed: {waited:?}");
+        projector.await.expect("projector task");
     }
 }

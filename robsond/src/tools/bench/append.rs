@@ -750,7 +750,7 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
             ));
         }
         let (p50, p99) = m
-            .latency
+            .latency.as_ref()
             .map(|l| (format!("{:.2}", l.p50_ms), format!("{:.2}", l.p99_ms)))
             .unwrap_or_default();
         s.push_str(&format!(
@@ -771,7 +771,7 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
     );
     let batch = ratio(find(out, "Rust append_batch"), copy);
     let p99 = find(out, "SQL append_event, autocommit, 1 ")
-        .and_then(|m| m.latency)
+        .and_then(|m| m.latency.clone())
         .map_or(f64::INFINITY, |l| l.p99_ms);
     s.push_str(&format!(
         "\ntargets: SQL pipelined >= 25 % of plain INSERT: {:.1} % ({}); \

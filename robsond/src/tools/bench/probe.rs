@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::tools::generate::{FlowGenerator, Profile};
 
 /// Percentiles of a set of latencies, in milliseconds.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Latencies {
     pub count: usize,
     pub p50_ms: f64,
@@ -20,19 +20,35 @@ pub struct Latencies {
     pub max_ms: f64,
     /// Events/s the load writer reached meanwhile (0 when idle).
     pub load_eps: f64,
+    /// The samples, sorted (to pool several runs: [`Latencies::pooled`]).
+    pub sorted: Vec<f64>,
 }
 
 impl Latencies {
     pub fn of(mut samples: Vec<f64>) -> Latencies {
         samples.sort_by(f64::total_cmp);
-        let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+        let at = |q: f64| {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            samples[((samples.len() as f64 - 1.0) * q).round() as usize]
+        };
         Latencies {
             count: samples.len(),
             p50_ms: at(0.50),
             p99_ms: at(0.99),
             max_ms: samples.last().copied().unwrap_or(0.0),
             load_eps: 0.0,
+            sorted: samples,
         }
+    }
+
+    /// The percentiles of every sample of `runs` together (the load rate:
+    /// their mean).
+    pub fn pooled(runs: &[&Latencies]) -> Latencies {
+        let mut all = Latencies::of(runs.iter().flat_map(|l| l.sorted.iter().copied()).collect());
+        all.load_eps = runs.iter().map(|l| l.load_eps).sum::<f64>() / runs.len().max(1) as f64;
+        all
     }
 }
 

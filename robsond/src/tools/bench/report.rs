@@ -267,7 +267,7 @@ impl Report {
                 "true".to_owned(),
             ),
         ];
-        let wake = self.wake.map(|w| {
+        let wake = self.wake.as_ref().map(|w| {
             (
                 "commit → /wait answer, 1,000 waiters, p50 / p99 / max".to_owned(),
                 format!("{:.3} / {:.3} / {:.3} ms", w.p50_ms, w.p99_ms, w.max_ms),
