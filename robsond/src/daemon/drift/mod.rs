@@ -11,7 +11,7 @@
 //! work), short statements (a page of events, a statement timeout),
 //! streams checked 50 at a time in one snapshot ([`group`]), each group
 //! started when no projector has a batch in flight (waiting 100 ms at
-//! most), and a rest after each group three times as long as it took. The cost of a run follows the
+//! most), and a rest after each group nine times as long as it took. The cost of a run follows the
 //! sample and the sampled streams' lengths, never the log — and, for a long
 //! stream checked again, the events appended since its last clean check
 //! ([`resume`]). It stops at once on shutdown: every wait and statement
@@ -74,10 +74,11 @@ pub struct DriftSetup {
 const PAUSE_BETWEEN_GROUPS: Duration = Duration::from_millis(2);
 
 /// After each group of streams ([`group`]) the checker rests this many
-/// times as long as the group took, so it is busy at most a quarter of the time (measured: at a
-/// 1 s interval with no rest, p99 latency under load rose several times on
-/// a loaded 2-core machine; see docs/performance.md).
-const REST_PER_WORK: u32 = 3;
+/// times as long as the group took, so it is busy at most a tenth of the
+/// time (measured: at a 1 s interval with no rest, p99 latency under load
+/// rose several times on a loaded 2-core machine; with three times, idle
+/// p99 rose by a fifth; see docs/performance.md).
+const REST_PER_WORK: u32 = 9;
 
 /// Longest wait, before a group, for the projectors' batches in flight to
 /// commit (a daemon that is never idle is checked all the same).
@@ -304,7 +305,10 @@ mod tests {
         let state = DaemonState::new("test".into(), 4);
         let began = Instant::now();
         yield_to_projection(&state, Duration::from_secs(5)).await;
-        assert!(began.elapsed() < Duration::from_millis(500), "idle: no wait");
+        assert!(
+            began.elapsed() < Duration::from_millis(500),
+            "idle: no wait"
+        );
 
         state.partitions[2]
             .in_flight
@@ -329,7 +333,10 @@ mod tests {
         yield_to_projection(&state, Duration::from_secs(5)).await;
         let waited = began.elapsed();
         assert!(waited >= Duration::from_millis(40), "{waited:?}");
-        assert!(waited < Duration::from_secs(2), "the batch committed: {waited:?}");
+        assert!(
+            waited < Duration::from_secs(2),
+            "the batch committed: {waited:?}"
+        );
         projector.await.expect("projector task");
     }
 }

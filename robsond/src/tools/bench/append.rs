@@ -750,7 +750,8 @@ fn render(out: &[Measure], pg: &str, bulk: usize, before: &str, after: &str) -> 
             ));
         }
         let (p50, p99) = m
-            .latency.as_ref()
+            .latency
+            .as_ref()
             .map(|l| (format!("{:.2}", l.p50_ms), format!("{:.2}", l.p99_ms)))
             .unwrap_or_default();
         s.push_str(&format!(
