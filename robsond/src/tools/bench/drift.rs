@@ -108,7 +108,10 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     // checkpoint or an autovacuum under it) moves the pooled p99 by tens
     // of per cent, the median not.
     for (what, pick) in [
-        ("idle", (|r: &(Latencies, Latencies)| r.0.p99_ms) as fn(&_) -> f64),
+        (
+            "idle",
+            (|r: &(Latencies, Latencies)| r.0.p99_ms) as fn(&_) -> f64,
+        ),
         ("under 2,000 events/s", |r| r.1.p99_ms),
     ] {
         let med = |runs: &[(Latencies, Latencies)]| median(runs.iter().map(pick).collect());
@@ -118,6 +121,19 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
             b / a
         );
     }
+    // What the writer reached (new events only): a load that appended
+    // duplicates would leave the daemon idle and the comparison empty.
+    let reached = |runs: &[(Latencies, Latencies)]| {
+        runs.iter()
+            .map(|r| format!("{:.0}", r.1.load_eps))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "| load reached in each run (new events/s) | {} | {} | |",
+        reached(&latency[0]),
+        reached(&latency[1])
+    );
     let (m_off, m_on) = (median(catch_up[0].clone()), median(catch_up[1].clone()));
     println!(
         "| cold catch-up, median of {RUNS} (s) | {m_off:.2} | {m_on:.2} | {:.3} |",

@@ -96,7 +96,11 @@ async fn load(
     rate: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<u64> {
-    let mut gen = FlowGenerator::with_profile(99, 2, profile);
+    // A seed of its own per load run: with one seed for all, every load
+    // after the first appended the same flows again — duplicates, which
+    // the daemon does not project — and "under load" meant idle.
+    let seed = 99 + LOAD_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut gen = FlowGenerator::with_profile(seed, 2, profile);
     let mut pending: Vec<Event> = Vec::new();
     let mut appended = 0u64;
     let started = Instant::now();
@@ -120,6 +124,9 @@ async fn load(
     }
     Ok(appended)
 }
+
+/// Load runs started by this process.
+static LOAD_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Events one 10 ms tick may append at most: four ticks' worth.
 fn per_tick_cap(rate: u64) -> usize {
