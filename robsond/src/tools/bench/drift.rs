@@ -68,13 +68,11 @@ pub async fn phase(url: &str, pool: &PgPool) -> anyhow::Result<()> {
     eprintln!("bench: drift check off/on: latency idle and under 2,000 events/s…");
     // Alternated too: the first runs after the catch-ups share the machine
     // with autovacuum on the tables just rewritten.
-    // The catch-ups rewrote every projection table (the first two to four
-    // latency runs came out two to three times as slow as the later ones,
-    // on and off alike, before this).
+    // The catch-ups rewrote every projection table.
     super::settle(pool).await?;
-    // And one loaded run not counted: the first loaded runs of a phase set
-    // off autovacuum on tables whose size their writes double (seen: the
-    // first two runs the slowest of eight, on and off alike).
+    // And one loaded run not counted, so that the first counted one does
+    // not carry alone the start of the load (the first autovacuums of the
+    // tables it grows).
     {
         let d = Daemon::spawn_with(url, &OFF[..])?;
         probe::latencies_under_load(pool, Profile::Mixed, PROBES, 2000).await?;

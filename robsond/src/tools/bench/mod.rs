@@ -167,10 +167,10 @@ async fn measure(
 
     eprintln!("bench: latency, idle and under 2,000 events/s…");
     settle(&pool).await?;
-    report.idle = probe::latencies(&pool, LATENCY_PROBES).await?;
+    let probes = latency_probes();
+    report.idle = probe::latencies(&pool, probes).await?;
     expected += report.idle.count as u64;
-    let (loaded, load_events) =
-        probe::latencies_under_load(&pool, profile, LATENCY_PROBES, 2000).await?;
+    let (loaded, load_events) = probe::latencies_under_load(&pool, profile, probes, 2000).await?;
     report.loaded = loaded;
     expected += report.loaded.count as u64 + load_events;
     d.wait_for_applied(expected).await?;
@@ -204,15 +204,24 @@ async fn measure(
 }
 
 /// Probes per latency measure (idle, and under load): a p99 is then the
-/// 5th-worst sample.
+/// 5th-worst sample. `ROBSON_BENCH_PROBES` sets another count (the test
+/// suite's smoke run, which asserts no timing, takes fewer: every probe
+/// under load adds 2,000 events/s to the log the later phases work on).
 const LATENCY_PROBES: usize = 500;
 
+fn latency_probes() -> usize {
+    std::env::var("ROBSON_BENCH_PROBES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(LATENCY_PROBES)
+}
+
 /// Lets the database settle after a bulk load before latency is measured:
-/// the catch-up just wrote every projection table, and the vacuum and the
-/// spread checkpoint that follow would otherwise run during the probes
-/// (measured: the first latency runs after catch-ups came out two to three
-/// times as slow as later ones; docs/performance.md). Latency is then that
-/// of steady operation, which is what its targets are about.
+/// the catch-up just wrote every projection table, and the autovacuum and
+/// the spread checkpoint that follow would otherwise run during the
+/// probes. Latency is then that of steady operation, which is what its
+/// targets are about.
 pub(crate) async fn settle(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     sqlx::query("VACUUM (ANALYZE)").execute(pool).await?;
     sqlx::query("CHECKPOINT").execute(pool).await?;

@@ -174,10 +174,22 @@ SELECT tbl, row_json FROM (
 /// event could cost. Returns (events of the sample, seconds).
 pub async fn per_event_pipelined(pool: &PgPool, url: &str, n: u64) -> anyhow::Result<(u64, f64)> {
     let mut conn = pool.acquire().await?.detach();
+    // Hash joins only: the planner cannot estimate the CTE's rows per event
+    // type, and with statistics taken before the last load (the latency
+    // phase's VACUUM ANALYZE) it once chose a merge join on tenant_id alone
+    // for positions — a near cross join that ran for minutes.
+    let mut tx = sqlx::Connection::begin(&mut conn).await?;
+    sqlx::query("SET LOCAL enable_mergejoin = off")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL enable_nestloop = off")
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<(String, String)> = sqlx::query_as(EVENT_ROWS)
         .bind(n as i64)
-        .fetch_all(&mut conn)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     let sample: i64 =
         sqlx::query_scalar("SELECT count(*) FROM (SELECT 1 FROM event_log LIMIT $1) e")
             .bind(n as i64)
