@@ -133,6 +133,18 @@ pub(super) enum Stop {
     Unchecked(String),
 }
 
+impl Stop {
+    pub(super) fn no_progress() -> Stop {
+        Stop::Unchecked("no progress row (not projected yet)".into())
+    }
+
+    pub(super) fn went_back(from: i64, to: i64) -> Stop {
+        Stop::Unchecked(format!(
+            "progress went back from {from} to {to} (a rebuild?)"
+        ))
+    }
+}
+
 impl From<sqlx::Error> for Stop {
     fn from(err: sqlx::Error) -> Self {
         Stop::Database(err)
@@ -277,9 +289,7 @@ impl<'a> Replay<'a> {
     pub(super) async fn run(&mut self, conn: &mut PgConnection) -> Result<Verdict, Stop> {
         for _ in 0..self.limits.attempts {
             let Some(upto) = progress(&mut *conn, self.stream_key).await? else {
-                return Err(Stop::Unchecked(
-                    "no progress row (not projected yet)".into(),
-                ));
+                return Err(Stop::no_progress());
             };
             self.fold_to(&mut *conn, upto).await?;
             if let Some(diffs) = self.compare_in_snapshot(conn).await? {
@@ -305,10 +315,7 @@ impl<'a> Replay<'a> {
             .await?;
         let upto = progress(&mut tx, self.stream_key).await?.unwrap_or(0);
         if upto < self.folded_to {
-            return Err(Stop::Unchecked(format!(
-                "progress went back from {} to {upto} (a rebuild?)",
-                self.folded_to
-            )));
+            return Err(Stop::went_back(self.folded_to, upto));
         }
         if upto - self.folded_to > self.limits.catch_up_in_snapshot {
             tx.commit().await?;

@@ -67,16 +67,9 @@ pub async fn check_group(
     let mut wanted = Vec::new();
     for (i, replay) in replays.iter().enumerate() {
         match progress.get(replay.stream_key()).copied() {
-            None => {
-                outcomes[i] = Some(Err(Stop::Unchecked(
-                    "no progress row (not projected yet)".into(),
-                )));
-            }
+            None => outcomes[i] = Some(Err(Stop::no_progress())),
             Some(upto) if upto < replay.folded_to => {
-                outcomes[i] = Some(Err(Stop::Unchecked(format!(
-                    "progress went back from {} to {upto} (a rebuild?)",
-                    replay.folded_to
-                ))));
+                outcomes[i] = Some(Err(Stop::went_back(replay.folded_to, upto)));
             }
             Some(upto) if upto - replay.folded_to > SHORT => alone.push(i),
             Some(upto) if upto > replay.folded_to => wanted.push((i, replay.folded_to, upto)),
