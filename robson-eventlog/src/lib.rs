@@ -22,7 +22,7 @@ pub use event::{ActorType, Event, EventEnvelope, Position};
 pub use idempotency::compute_idempotency_key;
 pub use read::{
     committed_after, ensure_partitions, event_columns, head_position, partition_coverage,
-    query_events, read_committed, read_stream, EventQuery, EventRow, PartitionCoverage,
+    query_events, read_committed, read_stream, EventQuery, EventRow, LogReader, PartitionCoverage,
 };
 pub use rules::{MAX_EVENT_TYPE_CHARS, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, MAX_STREAM_KEY_CHARS};
 pub use schema::{compose, migrate, MigrateReport, Migration, Schema, MIGRATIONS};

@@ -2,6 +2,7 @@
 //! queries by tenant, type, time range and correlation ids.
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
@@ -171,6 +172,15 @@ pub async fn committed_after(
     after: Position,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = in_index_order(conn).await?;
+    let any = committed_after_in(&mut *tx, after).await?;
+    tx.rollback().await?;
+    Ok(any)
+}
+
+async fn committed_after_in<'c>(
+    executor: impl PgExecutor<'c>,
+    after: Position,
+) -> Result<bool, sqlx::Error> {
     let first: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM event_log \
           WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
@@ -179,10 +189,50 @@ pub async fn committed_after(
     .persistent(false)
     .bind(after.tx_id.to_string())
     .bind(after.global_position)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(executor)
     .await?;
-    tx.rollback().await?;
     Ok(first.is_some())
+}
+
+/// A connection of its own for a reader that reads the log all the time (a
+/// daemon's poller): sorting is off for its whole session, so that each
+/// [`read_committed`] and [`committed_after`] on it is one statement, one
+/// round trip, instead of three (the transaction that scopes the setting,
+/// the statement, its rollback). Nothing else runs on it.
+#[derive(Debug)]
+pub struct LogReader {
+    conn: PgConnection,
+}
+
+impl LogReader {
+    /// Opens the session (a session of its own: the setting would not hold
+    /// through a transaction-mode connection pooler).
+    pub async fn connect(options: &PgConnectOptions) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect_with(options).await?;
+        sqlx::query("SET enable_sort = off")
+            .execute(&mut conn)
+            .await?;
+        Ok(LogReader { conn })
+    }
+
+    /// [`read_committed`] in one round trip.
+    pub async fn read_committed(
+        &mut self,
+        after: Position,
+        limit: i64,
+    ) -> Result<Vec<EventEnvelope>, sqlx::Error> {
+        read_committed_in(&mut self.conn, after, limit).await
+    }
+
+    /// [`committed_after`] in one round trip.
+    pub async fn committed_after(&mut self, after: Position) -> Result<bool, sqlx::Error> {
+        committed_after_in(&mut self.conn, after).await
+    }
+
+    /// Ends the session.
+    pub async fn close(self) -> Result<(), sqlx::Error> {
+        self.conn.close().await
+    }
 }
 
 /// Events of one stream with seq > `after_seq`, in seq order, at most `limit`.

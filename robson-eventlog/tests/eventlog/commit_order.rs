@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use robson_eventlog::testing::TestDb;
-use robson_eventlog::{append_event, read_committed, AppendOutcome, EventEnvelope, Position};
+use robson_eventlog::{
+    append_event, read_committed, AppendOutcome, EventEnvelope, LogReader, Position,
+};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinSet;
@@ -58,6 +60,25 @@ impl Consumer {
         }
         self.seen.extend(events.iter().cloned());
         (events, xmin)
+    }
+
+    /// One read on a [`LogReader`] (its own session: no xmin to report).
+    async fn poll_reader(&mut self, reader: &mut LogReader, limit: i64) -> Vec<EventEnvelope> {
+        let events = reader
+            .read_committed(self.last, limit)
+            .await
+            .expect("LogReader::read_committed");
+        for e in &events {
+            assert!(
+                e.position() > self.last,
+                "{} read again after {}",
+                e.position(),
+                self.last
+            );
+            self.last = e.position();
+        }
+        self.seen.extend(events.iter().cloned());
+        events
     }
 
     fn ids(&self) -> Vec<Uuid> {
@@ -233,6 +254,27 @@ async fn random_writer(url: String, streams: Arc<Vec<String>>, tenant: Uuid, see
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL"]
 async fn a_consumer_sees_every_committed_event_once_and_no_rolled_back_one_under_racing_writers() {
+    racing_writers(Read::Pooled).await;
+}
+
+/// The same consumer reading on a [`LogReader`], as the daemon's poller does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL"]
+async fn a_log_reader_sees_every_committed_event_once_and_no_rolled_back_one_under_racing_writers()
+{
+    racing_writers(Read::OwnSession).await;
+}
+
+/// How the racing consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// `read_committed` on a pooled connection.
+    Pooled,
+    /// A [`LogReader`] of its own.
+    OwnSession,
+}
+
+async fn racing_writers(read: Read) {
     let db = TestDb::with_pool_size(12).await;
     let tenant = Uuid::new_v4();
     let streams = Arc::new((0..5).map(|_| order_stream()).collect::<Vec<_>>());
@@ -242,13 +284,21 @@ async fn a_consumer_sees_every_committed_event_once_and_no_rolled_back_one_under
     let done = Arc::new(AtomicBool::new(false));
     let pool = db.pool.clone();
     let flag = done.clone();
+    let options = db.pool.connect_options();
     let consumer_task = tokio::spawn(async move {
         let mut consumer = Consumer::default();
+        let mut reader = LogReader::connect(&options)
+            .await
+            .expect("connect a reader");
         while !flag.load(Ordering::Acquire) {
             // A small page, so that reading pages through the backlog too.
-            consumer.poll(&pool, 7).await;
+            match read {
+                Read::Pooled => drop(consumer.poll(&pool, 7).await),
+                Read::OwnSession => drop(consumer.poll_reader(&mut reader, 7).await),
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        reader.close().await.expect("close the reader");
         consumer
     });
     let mut writers = JoinSet::new();
@@ -415,4 +465,39 @@ async fn position_of(pool: &PgPool, global_position: i64) -> Position {
         tx_id: tx_id.parse().expect("a transaction id"),
         global_position,
     }
+}
+
+/// A [`LogReader`] waits for an open writer like `read_committed`, then
+/// reads its event before the later one; `committed_after` on it sees the
+/// held-back event; the caller's pooled connections keep sorting on.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_log_reader_waits_for_an_open_writer_and_keeps_its_setting_to_itself() {
+    let db = TestDb::new().await;
+    let mut reader = LogReader::connect(&db.pool.connect_options())
+        .await
+        .expect("connect a reader");
+    let mut consumer = Consumer::default();
+    let mut a_conn = PgConnection::connect(&db.url).await.expect("connect A");
+    let (a_tx, a, b) = a_open_b_committed(&db.pool, &mut a_conn).await;
+    for _ in 0..5 {
+        let events = consumer.poll_reader(&mut reader, 1000).await;
+        assert!(events.is_empty(), "read past the open writer: {events:?}");
+    }
+    assert!(reader
+        .committed_after(Position::START)
+        .await
+        .expect("check"));
+    a_tx.commit().await.expect("A commits");
+    let started = Instant::now();
+    while !consumer.ids().contains(&b.event_id) {
+        consumer.poll_reader(&mut reader, 1000).await;
+        guard_against_hang(started, "the reader never reached B");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(consumer.ids(), [a.event_id, b.event_id]);
+    assert!(!reader.committed_after(consumer.last).await.expect("check"));
+    let mut pooled = db.pool.acquire().await.expect("a pooled connection");
+    assert_eq!(sort(&mut pooled).await.expect("show"), "on");
+    reader.close().await.expect("close");
 }

@@ -2,9 +2,10 @@
 //! checkpoint and applies each batch the poller routes to it — projections,
 //! stream progress and checkpoint in ONE transaction.
 //!
-//! Batches are handled one at a time (`ctx.wait`), and the mailbox holds at
-//! most [`MAILBOX_CAPACITY`] more, so a poller that runs ahead blocks on
-//! `send().await`: memory is bounded whatever the backlog.
+//! Batches are handled one at a time (`ctx.wait`), and the poller queues at
+//! most [`QUEUED_BATCHES`] more (each batch taken up counts itself off,
+//! `PartitionState::took_batch`), so a poller that runs ahead waits: memory
+//! is bounded whatever the backlog.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +24,15 @@ use super::state::DaemonState;
 use crate::metrics::{Actor as MetricActor, Metrics, SkipReason};
 use crate::progress::checkpoint::{self, SaveError};
 
-/// Batches waiting in a projector's mailbox beyond the one in progress.
+/// Messages a projector's mailbox holds beyond the one in progress (the
+/// poller's batches, see [`QUEUED_BATCHES`], and the supervisor's).
 pub const MAILBOX_CAPACITY: usize = 2;
+
+/// The poller's batches that may wait in a projector's mailbox beyond the
+/// one in progress (`poller::dispatch::send` keeps to it). One: with two, a
+/// catch-up of 1M events took 5 % longer and 35 % more memory
+/// (docs/performance.md).
+pub const QUEUED_BATCHES: usize = 1;
 
 /// Partition states shown in `/health` (`partitions[].state`). While a
 /// projector is RESTARTING (failed, pausing before it reloads its
@@ -241,6 +249,7 @@ impl Handler<Batch> for Projector {
     type Result = ();
 
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        self.setup.state.partitions[self.setup.partition].took_batch();
         if self.idle() {
             return;
         }

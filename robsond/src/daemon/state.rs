@@ -3,7 +3,7 @@
 //! Written by the actors, the probe and the sampler ([`super::view`]), read
 //! by `/health` and `/metrics`.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,10 +29,24 @@ pub struct PartitionState {
     pub restarts: AtomicU64,
     /// Events routed to this partition and not yet committed.
     pub in_flight: AtomicI64,
+    /// Batches handed to the projector and not yet taken up: the poller
+    /// queues at most [`super::projector::QUEUED_BATCHES`] (see
+    /// `poller::dispatch::send`).
+    pub queued: AtomicUsize,
+    /// Notified each time the projector takes a batch up.
+    pub taken: tokio::sync::Notify,
     pub state: Mutex<&'static str>,
 }
 
 impl PartitionState {
+    /// The projector took a batch up: one fewer queued (never below zero).
+    pub fn took_batch(&self) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.taken.notify_waiters();
+    }
+
     pub fn beat(&self) {
         self.heartbeat_ms.store(now_millis(), Ordering::Relaxed);
     }

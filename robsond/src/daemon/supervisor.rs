@@ -138,6 +138,8 @@ impl DaemonSupervisor {
             actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| Projector::new(setup));
         self.started_projectors.push(addr.downgrade());
         let part = &s.state.partitions[partition];
+        // A new mailbox: nothing of the poller's waits in it.
+        part.queued.store(0, Ordering::Release);
         part.checkpoint
             .store(checkpoint.global_position, Ordering::Relaxed);
         part.beat();

@@ -1,12 +1,15 @@
 //! A read window split per partition into batches of at most
 //! `ROBSON_BATCH_SIZE`, each handed over with backpressure.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use actix::dev::SendError;
 use robson_eventlog::{EventEnvelope, Position};
 
-use super::super::projector::Batch;
+use super::super::projector::{Batch, QUEUED_BATCHES};
 use super::{is_failing, route, PollerSetup};
+use crate::daemon::state::PartitionState;
 use crate::partition::partition_of;
 
 /// Routes a window to the partitions, in chunks of at most `batch` events.
@@ -110,11 +113,18 @@ pub(super) enum Handover {
     Failing,
 }
 
-/// How often a handover blocked on a full mailbox looks at the projector.
+/// How often a handover waiting for room looks at the projector.
 pub(super) const FAILING_CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// Hands a batch over with `send().await` (the backpressure that bounds
-/// memory), but gives up as soon as the projector is failing.
+/// Queues a batch in the projector's mailbox without waiting for it to be
+/// taken up (see [`queue`]), but gives up as soon as the projector is
+/// failing.
+///
+/// (It used to wait, with `send().await`, until the projector had taken
+/// the batch up, i.e. until the batch before it had committed: under load
+/// the poller then read the next window only after the busiest partition's
+/// batch in progress, a third of an event's wait from its commit to its
+/// row — see docs/performance.md.)
 pub(super) async fn send(
     setup: &PollerSetup,
     partition: usize,
@@ -125,30 +135,175 @@ pub(super) async fn send(
     let Some(addr) = route(setup, partition) else {
         return Handover::NotOurs;
     };
-    let request = addr.send(Batch { events, from, upto });
-    tokio::pin!(request);
+    let part = &setup.state.partitions[partition];
+    let batch = Batch { events, from, upto };
+    match queue(
+        part,
+        batch,
+        |b| addr.try_send(b),
+        || is_failing(setup, partition),
+    )
+    .await
+    {
+        Queued::Yes => Handover::Taken,
+        Queued::Closed => {
+            // Only when the projector's supervisor is gone (shutdown).
+            tracing::warn!(partition, "Projector mailbox closed.");
+            setup.state.request_rewind(from);
+            Handover::Taken
+        }
+        Queued::Failing => Handover::Failing,
+    }
+}
+
+/// What became of a message given to [`queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Queued {
+    Yes,
+    /// The mailbox is closed: the message is gone.
+    Closed,
+    /// `failing` said so while the queue had no room: not sent.
+    Failing,
+}
+
+/// Sends `msg` with `try_send` once fewer than [`QUEUED_BATCHES`] of the
+/// poller's messages wait in the partition's mailbox (`part.queued`, which
+/// the projector counts down as it takes one up: the backpressure that
+/// bounds memory, per partition the batch in progress and that many
+/// queued); until then waits for one to be taken up, looking at `failing`
+/// every [`FAILING_CHECK_EVERY`].
+pub(super) async fn queue<M>(
+    part: &PartitionState,
+    mut msg: M,
+    mut try_send: impl FnMut(M) -> Result<(), SendError<M>>,
+    failing: impl Fn() -> bool,
+) -> Queued {
     loop {
+        // Registered before the count is looked at: a message taken up in
+        // between still ends this wait.
+        let taken = part.taken.notified();
+        tokio::pin!(taken);
+        taken.as_mut().enable();
+        if part.queued.load(Ordering::Acquire) < QUEUED_BATCHES {
+            part.queued.fetch_add(1, Ordering::AcqRel);
+            match try_send(msg) {
+                Ok(()) => return Queued::Yes,
+                Err(SendError::Closed(_)) => {
+                    part.took_batch();
+                    return Queued::Closed;
+                }
+                // The address's own bound (not ours: a fresh address
+                // never has it): wait as for our own.
+                Err(SendError::Full(back)) => {
+                    part.took_batch();
+                    msg = back;
+                }
+            }
+        }
+        if failing() {
+            return Queued::Failing;
+        }
         tokio::select! {
-            answer = &mut request => {
-                if let Err(err) = answer {
-                    // Only when the projector's supervisor is gone (shutdown).
-                    tracing::warn!(partition, error = %err, "Projector mailbox closed.");
-                    setup.state.request_rewind(from);
-                }
-                return Handover::Taken;
-            }
-            _ = tokio::time::sleep(FAILING_CHECK_EVERY) => {
-                if is_failing(setup, partition) {
-                    return Handover::Failing;
-                }
-            }
+            () = &mut taken => {}
+            () = tokio::time::sleep(FAILING_CHECK_EVERY) => {}
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::into_chunks;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use actix::dev::SendError;
+
+    use super::{into_chunks, queue, Queued, FAILING_CHECK_EVERY, QUEUED_BATCHES};
+    use crate::daemon::state::PartitionState;
+
+    fn sent_into(
+        log: &std::sync::Mutex<Vec<u32>>,
+    ) -> impl FnMut(u32) -> Result<(), SendError<u32>> + '_ {
+        move |m| {
+            log.lock().expect("log").push(m);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_is_queued_at_once_while_there_is_room_and_waits_for_a_take_up_when_not() {
+        let part = Arc::new(PartitionState::default());
+        let log = std::sync::Mutex::new(Vec::new());
+        for m in 0..QUEUED_BATCHES as u32 {
+            let started = Instant::now();
+            assert_eq!(
+                queue(&part, m, sent_into(&log), || false).await,
+                Queued::Yes
+            );
+            assert!(
+                started.elapsed() < FAILING_CHECK_EVERY,
+                "waited with room left"
+            );
+        }
+        assert_eq!(part.queued.load(Ordering::Acquire), QUEUED_BATCHES);
+
+        // Full: the next one waits until the projector takes one up.
+        let taker = part.clone();
+        let take_up = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            taker.took_batch();
+        });
+        let started = Instant::now();
+        assert_eq!(
+            queue(&part, 99, sent_into(&log), || false).await,
+            Queued::Yes
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "sent past a full queue after {:?}",
+            started.elapsed()
+        );
+        take_up.await.expect("take-up task");
+        assert_eq!(part.queued.load(Ordering::Acquire), QUEUED_BATCHES);
+        let mut expected: Vec<u32> = (0..QUEUED_BATCHES as u32).collect();
+        expected.push(99);
+        assert_eq!(
+            *log.lock().expect("log"),
+            expected,
+            "every message once, in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_gives_up_once_the_projector_fails_and_a_closed_one_counts_nothing() {
+        let part = PartitionState::default();
+        part.queued.store(QUEUED_BATCHES, Ordering::Release);
+        let failing = AtomicBool::new(false);
+        let log = std::sync::Mutex::new(Vec::new());
+        let fail_soon = async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            failing.store(true, Ordering::Release);
+        };
+        let (queued, ()) = tokio::join!(
+            queue(&part, 1, sent_into(&log), || failing
+                .load(Ordering::Acquire)),
+            fail_soon
+        );
+        assert_eq!(queued, Queued::Failing);
+        assert!(log.lock().expect("log").is_empty(), "sent while full");
+        assert_eq!(part.queued.load(Ordering::Acquire), QUEUED_BATCHES);
+
+        let part = PartitionState::default();
+        let closed = queue(&part, 2, |m| Err(SendError::Closed(m)), || false).await;
+        assert_eq!(closed, Queued::Closed);
+        assert_eq!(
+            part.queued.load(Ordering::Acquire),
+            0,
+            "a closed mailbox holds nothing"
+        );
+        part.took_batch();
+        assert_eq!(part.queued.load(Ordering::Acquire), 0, "never below zero");
+    }
 
     #[test]
     fn chunks_keep_every_item_in_order_and_none_is_longer_than_the_size() {

@@ -3,10 +3,13 @@
 //! (`robson_events`, sent by every append at commit) and, as a fallback,
 //! every poll interval.
 //!
-//! It never buffers more than one read window: each batch is handed over
-//! with `send().await`, which waits while the projector's mailbox is full —
-//! or until the poller is asked to stop, so a projector stuck in backoff
-//! never holds the shutdown (the batch is read again on the next start).
+//! It reads on a session of its own ([`LogReader`]: one round trip per
+//! read) and never buffers more than one read window: each batch is queued
+//! in the projector's mailbox without waiting for it to be taken up, unless
+//! one of the poller's batches already waits there — then it waits for the
+//! projector, or until the poller is asked to stop, so a projector stuck in
+//! backoff never holds the shutdown (the batch is read again on the next
+//! start).
 //!
 //! One job per part: this module reads (the loop, commit-safe windows,
 //! held-back reads) and owns the actor; [`listen`] waits for a wake-up,
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use robson_eventlog::Position;
+use robson_eventlog::{LogReader, Position};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 
@@ -42,7 +45,7 @@ use resume::resume_requested_streams;
 /// How far the read window (and with it the batches) may grow while reads
 /// come back full: to this many times the base window, at most
 /// [`MAX_GROWN_WINDOW`] events (memory: a window, plus per partition the
-/// batch in progress and [`super::projector::MAILBOX_CAPACITY`] queued).
+/// batch in progress and [`super::projector::QUEUED_BATCHES`] queued).
 const CATCH_UP_GROWTH: i64 = 4;
 /// The largest window growth makes (a larger base window stays as it is).
 pub const MAX_GROWN_WINDOW: i64 = 16_000;
@@ -161,12 +164,13 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 /// the runtime, before the System goes away).
 async fn run(setup: PollerSetup) {
     let mut listener: Option<PgListener> = None;
+    let mut reader: Option<LogReader> = None;
     let stopped = async {
         setup.stop.requested().await;
         tokio::time::sleep(STOP_GRACE).await;
     };
     tokio::select! {
-        () = read_loop(&setup, &mut listener) => {}
+        () = read_loop(&setup, &mut listener, &mut reader) => {}
         // Whatever the loop still waits for after the grace — a database
         // that does not answer, or a projector that does not take its batch
         // (stuck in backoff) — has nothing to commit: the batch is read
@@ -175,12 +179,17 @@ async fn run(setup: PollerSetup) {
         () = setup.state.lifecycle.aborted() => {}
     }
     drop(listener);
+    drop(reader);
     if setup.stop.is_requested() || setup.state.lifecycle.is_aborted() {
         setup.stop.finished.send_replace(true);
     }
 }
 
-async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
+async fn read_loop(
+    setup: &PollerSetup,
+    listener: &mut Option<PgListener>,
+    reader: &mut Option<LogReader>,
+) {
     let setup = setup.clone();
     let partitions = setup.state.partitions.len();
     let base_window = (setup.batch_size * partitions)
@@ -221,12 +230,13 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             *listener = listen(&setup.pool).await;
         }
         let read = async {
-            let mut conn = setup.pool.acquire().await?;
-            robson_eventlog::read_committed(&mut conn, cursor, window).await
+            let reader = connected(&setup, reader).await?;
+            reader.read_committed(cursor, window).await
         };
         let events = match read.await {
             Ok(events) => events,
             Err(err) => {
+                *reader = None;
                 // Whatever the class, a reader has nothing to give up: it
                 // reads again (a permanent error is the operator's to fix).
                 count_db_error(&setup.metrics, &err);
@@ -263,7 +273,7 @@ async fn read_loop(setup: &PollerSetup, listener: &mut Option<PgListener>) {
             resume_requested_streams(&setup).await;
             resume_checked = Instant::now();
         }
-        if held_back(&setup, cursor).await {
+        if held_back(&setup, reader, cursor).await {
             // Committed events wait behind an open transaction (often a
             // projector's own, a few milliseconds): read again soon, the
             // notification for them may already have been consumed.
@@ -304,19 +314,34 @@ impl HeldBackDelay {
 /// an open transaction, or let through since the read (see
 /// `robson_eventlog::committed_after`). A failed check says no (the next
 /// wake-up or poll reads again), logged and counted.
-async fn held_back(setup: &PollerSetup, cursor: Position) -> bool {
+async fn held_back(setup: &PollerSetup, reader: &mut Option<LogReader>, cursor: Position) -> bool {
     let check = async {
-        let mut conn = setup.pool.acquire().await?;
-        robson_eventlog::committed_after(&mut conn, cursor).await
+        connected(setup, reader)
+            .await?
+            .committed_after(cursor)
+            .await
     };
     match check.await {
         Ok(held) => held,
         Err(err) => {
+            *reader = None;
             count_db_error(&setup.metrics, &err);
             tracing::warn!(error = %err, "Could not check for events held back by an open transaction.");
             false
         }
     }
+}
+
+/// The poller's reading connection, connected first if it is not (again,
+/// after a failure).
+async fn connected<'r>(
+    setup: &PollerSetup,
+    reader: &'r mut Option<LogReader>,
+) -> Result<&'r mut LogReader, sqlx::Error> {
+    if reader.is_none() {
+        *reader = Some(LogReader::connect(&setup.pool.connect_options()).await?);
+    }
+    Ok(reader.as_mut().expect("connected just now"))
 }
 
 /// True while partition `p`'s projector is failing: pausing before a
