@@ -25,8 +25,12 @@ use sqlx::{Connection as _, PgConnection};
 
 use super::check::{self, Checked, Limits, Replay, Resume, Stop, Verdict};
 
-/// Streams checked together.
-pub const GROUP: usize = 50;
+/// Streams checked together. A group's statements are one burst of work
+/// beside the projectors' (on a machine short of CPU, every probe that
+/// falls in it waits): ten keeps each burst short. With 50, the drift
+/// phase's p99 under load came out 1.24 and 1.30 times the check-off runs'
+/// in two runs, with 10 1.18 and 1.07 (docs/performance.md, runs 12–15).
+pub const GROUP: usize = 10;
 
 /// Events left to fold for a stream to be folded in the group's snapshot.
 pub const SHORT: i64 = 10;

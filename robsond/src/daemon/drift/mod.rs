@@ -9,7 +9,7 @@
 //! Cost and priority: one connection of its own (never one of the pool the
 //! projectors use), a thread of its own (folding a long stream is CPU
 //! work), short statements (a page of events, a statement timeout),
-//! streams checked 50 at a time in one snapshot ([`group`]), each group
+//! streams checked 10 at a time in one snapshot ([`group`]), each group
 //! started when no projector has a batch in flight (waiting 100 ms at
 //! most), and a rest after each group nine times as long as it took. The cost of a run follows the
 //! sample and the sampled streams' lengths, never the log — and, for a long
