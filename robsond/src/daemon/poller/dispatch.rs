@@ -156,6 +156,29 @@ pub(super) async fn send(
     }
 }
 
+/// Waits until every partition's projector has taken up the batches the
+/// poller queued for it (a stale or failing partition, or one this
+/// instance no longer runs, is not waited for).
+pub(super) async fn until_taken_up(setup: &PollerSetup, stale: &[bool]) {
+    for (p, part) in setup.state.partitions.iter().enumerate() {
+        if stale[p] || route(setup, p).is_none() {
+            continue;
+        }
+        loop {
+            let taken = part.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if part.queued.load(Ordering::Acquire) == 0 || is_failing(setup, p) {
+                break;
+            }
+            tokio::select! {
+                () = &mut taken => {}
+                () = tokio::time::sleep(FAILING_CHECK_EVERY) => {}
+            }
+        }
+    }
+}
+
 /// What became of a message given to [`queue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Queued {

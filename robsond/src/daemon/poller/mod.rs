@@ -264,6 +264,13 @@ async fn read_loop(
             cursor = upto;
         }
         if full {
+            // Catching up: read on only once every batch handed over has
+            // been taken up, as the handover used to wait for — memory
+            // stays at one window plus a batch in progress per partition
+            // (reading the next window while batches still waited in the
+            // mailboxes took a catch-up at ROBSON_BATCH_SIZE=10000 from 104
+            // to 129 MiB, for no gain: the projectors had work queued).
+            dispatch::until_taken_up(&setup, &stale).await;
             window = (window * 2).min(max_window);
             continue;
         }
