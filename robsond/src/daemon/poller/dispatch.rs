@@ -160,15 +160,22 @@ pub(super) async fn send(
 /// poller queued for it (a stale or failing partition, or one this
 /// instance no longer runs, is not waited for).
 pub(super) async fn until_taken_up(setup: &PollerSetup, stale: &[bool]) {
-    for (p, part) in setup.state.partitions.iter().enumerate() {
-        if stale[p] || route(setup, p).is_none() {
-            continue;
-        }
+    let waited_for = |p: usize| !stale[p] && route(setup, p).is_some() && !is_failing(setup, p);
+    until_all_taken_up(&setup.state.partitions, waited_for).await;
+}
+
+/// [`until_taken_up`] over `parts`, waiting for partition `p` while
+/// `waited_for(p)` (asked again every [`FAILING_CHECK_EVERY`]).
+pub(super) async fn until_all_taken_up(
+    parts: &[PartitionState],
+    waited_for: impl Fn(usize) -> bool,
+) {
+    for (p, part) in parts.iter().enumerate() {
         loop {
             let taken = part.taken.notified();
             tokio::pin!(taken);
             taken.as_mut().enable();
-            if part.queued.load(Ordering::Acquire) == 0 || is_failing(setup, p) {
+            if part.queued.load(Ordering::Acquire) == 0 || !waited_for(p) {
                 break;
             }
             tokio::select! {
@@ -241,7 +248,9 @@ mod tests {
 
     use actix::dev::SendError;
 
-    use super::{into_chunks, queue, Queued, FAILING_CHECK_EVERY, QUEUED_BATCHES};
+    use super::{
+        into_chunks, queue, until_all_taken_up, Queued, FAILING_CHECK_EVERY, QUEUED_BATCHES,
+    };
     use crate::daemon::state::PartitionState;
 
     fn sent_into(
@@ -339,5 +348,39 @@ mod tests {
                 assert_eq!(chunks.concat(), items);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_read_waits_until_every_partition_took_its_batches_up_but_not_for_one_passed_over(
+    ) {
+        let parts: Arc<Vec<PartitionState>> =
+            Arc::new((0..3).map(|_| PartitionState::default()).collect());
+        parts[0].queued.store(1, Ordering::Release);
+        parts[2].queued.store(1, Ordering::Release);
+        let taker = parts.clone();
+        let take_up = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            taker[0].took_batch();
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            taker[2].took_batch();
+        });
+        let started = Instant::now();
+        until_all_taken_up(&parts, |_| true).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(110),
+            "read on before every batch was taken up: {:?}",
+            started.elapsed()
+        );
+        assert!(parts.iter().all(|p| p.queued.load(Ordering::Acquire) == 0));
+        take_up.await.expect("take-up task");
+
+        // A partition passed over (stale, failing, not ours) is not waited for.
+        parts[1].queued.store(1, Ordering::Release);
+        let started = Instant::now();
+        until_all_taken_up(&parts, |p| p != 1).await;
+        assert!(
+            started.elapsed() < FAILING_CHECK_EVERY,
+            "waited for a partition passed over"
+        );
     }
 }
