@@ -47,18 +47,11 @@ impl Consumer {
         tx.commit().await.expect("end the read");
         for e in &events {
             assert!(
-                e.position() > self.last,
-                "{} read again after {}",
-                e.position(),
-                self.last
-            );
-            assert!(
                 e.tx_id < xmin,
                 "event of a transaction not known to have ended: {e:?}"
             );
-            self.last = e.position();
         }
-        self.seen.extend(events.iter().cloned());
+        self.take(&events);
         (events, xmin)
     }
 
@@ -68,7 +61,13 @@ impl Consumer {
             .read_committed(self.last, limit)
             .await
             .expect("LogReader::read_committed");
-        for e in &events {
+        self.take(&events);
+        events
+    }
+
+    /// Moves on past `events`, each of which must follow the last one read.
+    fn take(&mut self, events: &[EventEnvelope]) {
+        for e in events {
             assert!(
                 e.position() > self.last,
                 "{} read again after {}",
@@ -78,7 +77,6 @@ impl Consumer {
             self.last = e.position();
         }
         self.seen.extend(events.iter().cloned());
-        events
     }
 
     fn ids(&self) -> Vec<Uuid> {

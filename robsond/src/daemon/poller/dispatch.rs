@@ -171,17 +171,33 @@ pub(super) async fn until_all_taken_up(
     waited_for: impl Fn(usize) -> bool,
 ) {
     for (p, part) in parts.iter().enumerate() {
-        loop {
-            let taken = part.taken.notified();
-            tokio::pin!(taken);
-            taken.as_mut().enable();
-            if part.queued.load(Ordering::Acquire) == 0 || !waited_for(p) {
-                break;
-            }
-            tokio::select! {
-                () = &mut taken => {}
-                () = tokio::time::sleep(FAILING_CHECK_EVERY) => {}
-            }
+        until_fewer_queued(part, 1, || !waited_for(p)).await;
+    }
+}
+
+/// Waits until fewer than `than` of the poller's batches wait in `part`'s
+/// mailbox (true), or `give_up` says so first (false; asked every
+/// [`FAILING_CHECK_EVERY`] while there is no room).
+async fn until_fewer_queued(
+    part: &PartitionState,
+    than: usize,
+    give_up: impl Fn() -> bool,
+) -> bool {
+    loop {
+        // Registered before the count is looked at: a batch taken up in
+        // between still ends this wait.
+        let taken = part.taken.notified();
+        tokio::pin!(taken);
+        taken.as_mut().enable();
+        if part.queued.load(Ordering::Acquire) < than {
+            return true;
+        }
+        if give_up() {
+            return false;
+        }
+        tokio::select! {
+            () = &mut taken => {}
+            () = tokio::time::sleep(FAILING_CHECK_EVERY) => {}
         }
     }
 }
@@ -209,33 +225,27 @@ pub(super) async fn queue<M>(
     failing: impl Fn() -> bool,
 ) -> Queued {
     loop {
-        // Registered before the count is looked at: a message taken up in
-        // between still ends this wait.
-        let taken = part.taken.notified();
-        tokio::pin!(taken);
-        taken.as_mut().enable();
-        if part.queued.load(Ordering::Acquire) < QUEUED_BATCHES {
-            part.queued.fetch_add(1, Ordering::AcqRel);
-            match try_send(msg) {
-                Ok(()) => return Queued::Yes,
-                Err(SendError::Closed(_)) => {
-                    part.took_batch();
-                    return Queued::Closed;
-                }
-                // The address's own bound (not ours: a fresh address
-                // never has it): wait as for our own.
-                Err(SendError::Full(back)) => {
-                    part.took_batch();
-                    msg = back;
-                }
-            }
-        }
-        if failing() {
+        // The poller is the only sender of batches: room seen stays room.
+        if !until_fewer_queued(part, QUEUED_BATCHES, &failing).await {
             return Queued::Failing;
         }
-        tokio::select! {
-            () = &mut taken => {}
-            () = tokio::time::sleep(FAILING_CHECK_EVERY) => {}
+        part.queued.fetch_add(1, Ordering::AcqRel);
+        match try_send(msg) {
+            Ok(()) => return Queued::Yes,
+            Err(SendError::Closed(_)) => {
+                part.took_batch();
+                return Queued::Closed;
+            }
+            // The address's own bound (not ours: a fresh address never
+            // has it): try again a little later.
+            Err(SendError::Full(back)) => {
+                part.took_batch();
+                msg = back;
+                if failing() {
+                    return Queued::Failing;
+                }
+                tokio::time::sleep(FAILING_CHECK_EVERY).await;
+            }
         }
     }
 }
