@@ -96,6 +96,11 @@ impl Daemon {
         }
     }
 
+    /// Its HTTP address (`host:port`), for [`get`].
+    pub fn address(&self) -> &str {
+        &self.http
+    }
+
     pub fn peak_rss_bytes(&self) -> u64 {
         self.peak_rss
     }
@@ -140,6 +145,15 @@ async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let mut body = String::new();
     stream.read_to_string(&mut body).await?;
     Ok(body)
+}
+
+/// The body of `GET path` at `addr`.
+pub async fn get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let response = http_get(addr, path).await?;
+    match response.split_once("\r\n\r\n") {
+        Some((_, body)) => Ok(body.to_owned()),
+        None => anyhow::bail!("GET {path}: no body in the answer"),
+    }
 }
 
 /// Runs `robsond ARGS…`; returns (success, output).

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use robson_eventlog::Event;
 use serde_json::json;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -22,6 +23,9 @@ pub struct Latencies {
     pub load_eps: f64,
     /// The samples, sorted (to pool several runs: [`Latencies::pooled`]).
     pub sorted: Vec<f64>,
+    /// Each probe's commit time and latency, in the order they were sent
+    /// (empty where the source has no time of day: [`Latencies::of`]).
+    pub timed: Vec<(DateTime<Utc>, f64)>,
 }
 
 impl Latencies {
@@ -40,6 +44,15 @@ impl Latencies {
             max_ms: samples.last().copied().unwrap_or(0.0),
             load_eps: 0.0,
             sorted: samples,
+            timed: Vec::new(),
+        }
+    }
+
+    /// [`Latencies::of`] the latencies of `timed`, which it keeps.
+    pub fn of_timed(timed: Vec<(DateTime<Utc>, f64)>) -> Latencies {
+        Latencies {
+            timed: timed.clone(),
+            ..Latencies::of(timed.into_iter().map(|(_, ms)| ms).collect())
         }
     }
 
@@ -63,7 +76,7 @@ pub async fn latencies(pool: &PgPool, n: usize) -> anyhow::Result<Latencies> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = watcher.close().await;
-    Ok(Latencies::of(samples))
+    Ok(Latencies::of_timed(samples))
 }
 
 /// `n` probes while a writer appends generated flows at `rate` events/s.
@@ -139,7 +152,7 @@ async fn one_probe(
     tenant: Uuid,
     account: Uuid,
     i: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(DateTime<Utc>, f64)> {
     let order = Uuid::new_v4();
     let event = Event::new(
         tenant,
@@ -149,10 +162,11 @@ async fn one_probe(
             "order_id": order, "account_id": account, "client_order_id": format!("probe-{i}"),
             "symbol": "BTCUSDT", "side": "buy", "order_type": "market", "quantity": "0.001"
         }),
-        chrono::Utc::now(),
+        Utc::now(),
     );
     robson_eventlog::append_event(pool, &event).await?;
     let committed = Instant::now();
+    let committed_at = Utc::now();
     let deadline = committed + Duration::from_secs(10);
     loop {
         let seen: bool = sqlx::query_scalar(
@@ -163,7 +177,7 @@ async fn one_probe(
         .fetch_one(&mut *watcher)
         .await?;
         if seen {
-            return Ok(committed.elapsed().as_secs_f64() * 1000.0);
+            return Ok((committed_at, committed.elapsed().as_secs_f64() * 1000.0));
         }
         anyhow::ensure!(
             Instant::now() < deadline,
