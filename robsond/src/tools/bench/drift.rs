@@ -15,8 +15,9 @@
 //! the same cost) to learn when its check runs started and ended: the table
 //! gives how much of the time a run was under way, and the latency of the
 //! probes that met one apart from those that did not (what a run costs
-//! while it runs, whatever the interval). Off by default: it projects the log eight more times. It runs
-//! last, after the references: its latency runs append many events.
+//! while it runs, whatever the interval). Off by default: it projects the
+//! log eight more times. It runs last, after the references: its latency
+//! runs append many events.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,11 +73,7 @@ fn interval_secs() -> anyhow::Result<u64> {
 /// Probes per latency run: `ROBSON_BENCH_DRIFT_PROBES` if set (for a
 /// control run with an interval no run reaches), else [`probes_for`].
 fn probes(interval_secs: u64) -> usize {
-    std::env::var("ROBSON_BENCH_DRIFT_PROBES")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| probes_for(interval_secs))
+    super::count_from_env("ROBSON_BENCH_DRIFT_PROBES").unwrap_or_else(|| probes_for(interval_secs))
 }
 
 /// [`PROBES`], or enough to span three intervals.
@@ -297,8 +294,8 @@ struct LastRun {
 }
 
 /// Reads a daemon's `GET /verify` every [`WATCH_EVERY`] until finished:
-/// every run that ended meanwhile shows as its last run for at least the
-/// run's own length (a second or more), so none is missed.
+/// a run that ended stays the last run until the next one ends (an
+/// interval and a run later, a second or more), so none is missed.
 struct RunWatch {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<anyhow::Result<Vec<CheckRun>>>,
@@ -439,6 +436,27 @@ mod tests {
         assert_eq!(probes_for(1), PROBES);
         assert_eq!(probes_for(10), 2000);
         assert!(probes_for(60) as u64 * PROBE_PACE.as_millis() as u64 >= 180_000);
+    }
+
+    #[test]
+    fn the_watch_reads_the_runs_from_the_daemons_own_verify_page() {
+        use crate::daemon::drift::board::{Board, RunSummary};
+        let board = Board::default();
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::milliseconds(1200);
+        board.run_started(t0);
+        board.run_finished(RunSummary {
+            started_at: Some(t0),
+            finished_at: Some(t1),
+            ..RunSummary::default()
+        });
+        let t2 = t1 + chrono::Duration::seconds(10);
+        board.run_started(t2);
+        let json = serde_json::to_string(&board.page(None, 0)).expect("page as JSON");
+        let page: VerifyPage = serde_json::from_str(&json).expect("read by the watch");
+        let last = page.last_run.expect("last run");
+        assert_eq!((last.started_at, last.finished_at), (Some(t0), Some(t1)));
+        assert_eq!(page.running_since, Some(t2));
     }
 
     #[test]

@@ -212,11 +212,15 @@ async fn measure(
 const LATENCY_PROBES: usize = 500;
 
 fn latency_probes() -> usize {
-    std::env::var("ROBSON_BENCH_PROBES")
+    count_from_env("ROBSON_BENCH_PROBES").unwrap_or(LATENCY_PROBES)
+}
+
+/// A positive count from the environment variable `var`, if it holds one.
+pub(crate) fn count_from_env(var: &str) -> Option<usize> {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or(LATENCY_PROBES)
 }
 
 /// Lets the database settle after a bulk load before latency is measured:

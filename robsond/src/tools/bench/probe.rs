@@ -50,9 +50,10 @@ impl Latencies {
 
     /// [`Latencies::of`] the latencies of `timed`, which it keeps.
     pub fn of_timed(timed: Vec<(DateTime<Utc>, f64)>) -> Latencies {
+        let values = timed.iter().map(|(_, ms)| *ms).collect();
         Latencies {
-            timed: timed.clone(),
-            ..Latencies::of(timed.into_iter().map(|(_, ms)| ms).collect())
+            timed,
+            ..Latencies::of(values)
         }
     }
 
