@@ -70,8 +70,6 @@ pub struct DaemonSupervisor {
     started_projectors: Vec<actix::WeakAddr<Projector>>,
     /// The database holds another layout: no more rounds.
     adopting: bool,
-    /// The thread of the drift check, when it is on.
-    drift: Option<Arbiter>,
 }
 
 /// Threads for the projectors: one per core, at most one per partition. A
@@ -98,7 +96,6 @@ impl DaemonSupervisor {
             live_projectors: Arc::new(AtomicUsize::new(0)),
             started_projectors: Vec::new(),
             adopting: false,
-            drift: None,
         }
     }
 
@@ -353,20 +350,14 @@ impl Actor for DaemonSupervisor {
             metrics: s.metrics.clone(),
         };
         self.monitor = Some(monitor.start());
-        if !s.drift.interval.is_zero() {
-            // A thread of its own: folding a long stream must not hold up
-            // the poller on this one. It ends at the stop signal.
-            let arbiter = Arbiter::new();
-            arbiter.spawn(drift::run(DriftSetup {
-                database_url: s.database_url.clone(),
-                config: s.drift,
-                state: s.state.clone(),
-                metrics: s.metrics.clone(),
-            }));
-            self.drift = Some(arbiter);
-        } else {
-            s.state.drift.configure(0, s.drift.sample);
-        }
+        // Waits on this thread; each run starts a thread of its own. It
+        // ends at the stop signal.
+        actix::spawn(drift::run(DriftSetup {
+            database_url: s.database_url.clone(),
+            config: s.drift,
+            state: s.state.clone(),
+            metrics: s.metrics.clone(),
+        }));
         tracing::info!(partitions = s.checkpoints.len(), "Supervisor started.");
         self.rebalance(ctx);
         ctx.run_interval(REBALANCE_EVERY, |act, ctx| {
@@ -489,10 +480,6 @@ impl Handler<Close> for DaemonSupervisor {
         }
         if let Some(monitor) = self.monitor.take() {
             monitor.do_send(Terminate);
-        }
-        // Its task has ended at the stop signal (set before Close).
-        if let Some(arbiter) = self.drift.take() {
-            arbiter.stop();
         }
         let ownership = self.ownership.take();
         let live = self.live_projectors.clone();

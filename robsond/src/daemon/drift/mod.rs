@@ -7,8 +7,8 @@
 //! to the `robson_verify_*` metrics.
 //!
 //! Cost and priority: one connection of its own (never one of the pool the
-//! projectors use), a thread of its own (folding a long stream is CPU
-//! work), short statements (a page of events, a statement timeout),
+//! projectors use) and a thread of its own (folding a long stream is CPU
+//! work), both opened for a run and closed after it, short statements (a page of events, a statement timeout),
 //! streams checked 10 at a time in one snapshot ([`group`]), each group
 //! started when no projector has a batch in flight (waiting 100 ms at
 //! most), and a rest after each group nine times as long as it took. The cost of a run follows the
@@ -91,7 +91,9 @@ const STATEMENT_TIMEOUT: &str = "10s";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a check every interval until the daemon stops (returns at once
-/// when drift detection is off).
+/// when drift detection is off). This task only waits: each run happens on
+/// a thread started for it ([`on_its_own_thread`]), so that between runs the
+/// checker holds no thread and no connection.
 pub async fn run(setup: DriftSetup) {
     let DriftConfig { interval, sample } = setup.config;
     setup.state.drift.configure(interval.as_secs(), sample);
@@ -99,20 +101,55 @@ pub async fn run(setup: DriftSetup) {
         return;
     }
     let life = &setup.state.lifecycle;
-    let mut conn: Option<PgConnection> = None;
     let mut folds = Folds::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = life.stopped() => break,
         }
-        tokio::select! {
-            () = run_once(&setup, &mut conn, &mut folds) => {}
-            () = life.stopped() => break,
-        }
+        folds = on_its_own_thread(&setup, folds).await;
     }
-    // Dropped here, on this task's runtime, before the daemon's end.
-    drop(conn);
+}
+
+/// Name of the thread a run happens on (seen in `top -H`, and by the tests).
+pub const THREAD_NAME: &str = "robson-verify";
+
+/// One run on a thread of its own, with a runtime and a connection that end
+/// with it: folding a long stream is CPU work that must not hold up the
+/// thread this is called on. Returns the folds to resume from next time
+/// (none if the thread could not start or the run did not end normally).
+async fn on_its_own_thread(setup: &DriftSetup, mut folds: Folds) -> Folds {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let setup = setup.clone();
+    let thread = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Drift check: no runtime for the run; trying again at the next interval.");
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                let mut conn = None;
+                tokio::select! {
+                    () = run_once(&setup, &mut conn, &mut folds) => {}
+                    () = setup.state.lifecycle.stopped() => {}
+                }
+                // Closed on the runtime it was opened on.
+                drop(conn);
+            });
+            let _ = done.send(folds);
+        });
+    if let Err(err) = thread {
+        tracing::warn!(error = %err, "Drift check: no thread for the run; trying again at the next interval.");
+        return Folds::default();
+    }
+    finished.await.unwrap_or_default()
 }
 
 /// One run: pick the streams, check each, publish.
@@ -299,6 +336,56 @@ async fn connect(url: &Secret<String>) -> Result<PgConnection, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Threads of this process named [`THREAD_NAME`].
+    fn verify_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == THREAD_NAME)
+            .count()
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        let began = Instant::now();
+        while !ok() {
+            assert!(began.elapsed() < Duration::from_secs(3), "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_has_a_thread_of_its_own_that_ends_with_it_and_none_is_held_between_runs() {
+        // A server that takes the connection and never answers: the run
+        // waits on it until the stop signal.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("address").port();
+        let state = Arc::new(DaemonState::new("test".into(), 2));
+        let setup = DriftSetup {
+            database_url: Secret::new(format!("postgres://robson@127.0.0.1:{port}/robson")),
+            config: DriftConfig {
+                interval: Duration::from_millis(300),
+                sample: 10,
+            },
+            state: state.clone(),
+            metrics: Arc::new(Metrics::new(2).expect("metrics")),
+        };
+        let checker = tokio::spawn(run(setup));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(verify_threads(), 0, "before the first run");
+        until("a run starts", || {
+            state.drift.page(None, 0).running_since.is_some()
+        })
+        .await;
+        assert_eq!(verify_threads(), 1, "during a run");
+
+        state.lifecycle.stop();
+        tokio::time::timeout(Duration::from_secs(3), checker)
+            .await
+            .expect("the checker ends at the stop signal")
+            .expect("checker task");
+        until("the run's thread ends", || verify_threads() == 0).await;
+    }
 
     #[tokio::test]
     async fn a_group_waits_for_the_batches_in_flight_but_never_longer_than_its_bound() {
