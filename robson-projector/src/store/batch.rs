@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::plan::{self, Plan, Step, StepsResult};
 use super::progress::{self, Progress, ProgressMap};
-use super::{dead_letters, tables, writes, BatchOutcome, PoisonPolicy};
+use super::{dead_letters, tables, writes, AlsoWrite, BatchOutcome, PoisonPolicy};
 use crate::error::{ErrorClass, ProjectionError};
 
 /// Applies `events` (any order, any streams, re-deliveries allowed) to the
@@ -90,8 +90,21 @@ pub async fn try_apply_batch(
     events: &[EventEnvelope],
     policy: PoisonPolicy,
 ) -> Result<Attempt, ProjectionError> {
-    if events.is_empty() {
-        return Ok(Attempt::Applied(BatchOutcome::default()));
+    Ok(try_apply_batch_with(conn, events, policy, None).await?.0)
+}
+
+/// [`try_apply_batch`] whose write statement makes the caller's `also`
+/// too (even for a batch that writes nothing else). Returns how many rows
+/// `also` returned when the batch was [`Attempt::Applied`] (0 otherwise, and
+/// without `also`).
+pub async fn try_apply_batch_with(
+    conn: &mut PgConnection,
+    events: &[EventEnvelope],
+    policy: PoisonPolicy,
+    also: Option<&dyn AlsoWrite>,
+) -> Result<(Attempt, u64), ProjectionError> {
+    if events.is_empty() && also.is_none() {
+        return Ok((Attempt::Applied(BatchOutcome::default()), 0));
     }
     let streams: BTreeMap<String, Uuid> = events
         .iter()
@@ -103,13 +116,14 @@ pub async fn try_apply_batch(
     read_predecessors(conn, &mut plan, &progress).await?;
     let mut outcome = std::mem::take(&mut plan.counts);
     let steps = plan.into_steps();
-    match apply_and_write(conn, &steps, &progress, policy).await {
-        Ok(result) => {
+    let also = also.map(|a| (a, outcome.applied));
+    match apply_and_write(conn, &steps, &progress, policy, also).await {
+        Ok((result, also_returned)) => {
             outcome.merge(result.outcome);
-            Ok(Attempt::Applied(outcome))
+            Ok((Attempt::Applied(outcome), also_returned))
         }
-        Err(ProjectionError::ConcurrentApplier { .. }) => Ok(Attempt::NeedsCare),
-        Err(err) if err.class() == ErrorClass::Permanent => Ok(Attempt::NeedsCare),
+        Err(ProjectionError::ConcurrentApplier { .. }) => Ok((Attempt::NeedsCare, 0)),
+        Err(err) if err.class() == ErrorClass::Permanent => Ok((Attempt::NeedsCare, 0)),
         Err(err) => Err(err),
     }
 }
@@ -221,8 +235,8 @@ async fn write_steps(
     policy: PoisonPolicy,
 ) -> Result<StepsResult, ProjectionError> {
     let mut savepoint = conn.begin().await?;
-    match apply_and_write(&mut savepoint, steps, progress, policy).await {
-        Ok(result) => {
+    match apply_and_write(&mut savepoint, steps, progress, policy, None).await {
+        Ok((result, _)) => {
             savepoint.commit().await?;
             Ok(result)
         }
@@ -235,19 +249,23 @@ async fn write_steps(
     }
 }
 
-/// Loads the rows `steps` touch, applies the steps to them, and writes rows, fills and
-/// progress (one statement) and dead letters.
+/// Loads the rows `steps` touch, applies the steps to them, and writes rows, fills,
+/// progress and the caller's `also` (one statement; `also` is bound with
+/// the events applied before `steps` plus those `steps` applied) and dead
+/// letters. Returns the rows `also` returned too.
 async fn apply_and_write(
     conn: &mut PgConnection,
     steps: &[Step<'_>],
     progress: &ProgressMap,
     policy: PoisonPolicy,
-) -> Result<StepsResult, ProjectionError> {
+    also: Option<(&dyn AlsoWrite, u64)>,
+) -> Result<(StepsResult, u64), ProjectionError> {
     let mut rows = tables::load(&mut *conn, &plan::keys(steps)).await?;
     let mut result = plan::apply_steps(&mut rows, steps, progress, policy);
-    writes::write(&mut *conn, &rows, &result.progress).await?;
+    let also = also.map(|(a, before)| (a, before + result.outcome.applied));
+    let also_returned = writes::write(&mut *conn, &rows, &result.progress, also).await?;
     dead_letters::record(&mut *conn, &mut result.outcome.dead_lettered, policy).await?;
-    Ok(result)
+    Ok((result, also_returned))
 }
 
 /// Applies one step in its own savepoint; if the database refuses its

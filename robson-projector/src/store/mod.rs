@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::error::ErrorKind;
 
-pub use batch::{apply_batch, apply_event, try_apply_batch, Attempt};
+pub use batch::{apply_batch, apply_event, try_apply_batch, try_apply_batch_with, Attempt};
 pub use operator::{
     catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
     ResumeError, Resumed,
@@ -25,6 +25,24 @@ pub use operator::{
 /// The stored rows under a fold's keys (read-only; used by the daemon's
 /// drift check to compare the live rows with a re-projection).
 pub use tables::load as load_rows;
+
+/// A write of the caller's that a batch's write statement makes as well
+/// (`store::writes`): the daemon's checkpoint, one round trip fewer than a
+/// statement of its own, in the same transaction and snapshot.
+pub trait AlsoWrite: Sync {
+    /// A data-modifying statement with a `RETURNING` clause, its
+    /// parameters `$1` to `$`[`AlsoWrite::params`] with their types cast
+    /// (`$1::int4`); it must not write a table the batch writes.
+    fn sql(&self) -> &'static str;
+    /// How many parameters [`AlsoWrite::sql`] has.
+    fn params(&self) -> usize;
+    /// Binds them in order, knowing how many events the batch applied.
+    fn bind<'q>(
+        &self,
+        query: crate::tables::PgQuery<'q>,
+        applied: u64,
+    ) -> crate::tables::PgQuery<'q>;
+}
 
 /// What happens to a stream when one of its events fails permanently
 /// (`ROBSON_ON_POISON`).

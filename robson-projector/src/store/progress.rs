@@ -71,8 +71,12 @@ pub async fn lock(
         .map(String::as_str)
         .filter(|k| !presumed_new.contains(k))
         .collect();
-    let rows: Vec<Progress> = sqlx::query_as(
-        r#"
+    // Every stream presumed new (a catch-up's usual batch): no statement.
+    let rows: Vec<Progress> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            r#"
         SELECT stream_key, tenant_id, last_seq, last_event_id, last_position, parked_seq,
                true AS stored
           FROM projection_stream_progress
@@ -80,10 +84,11 @@ pub async fn lock(
          ORDER BY stream_key
            FOR UPDATE
         "#,
-    )
-    .bind(&keys)
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(&keys)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let mut map: ProgressMap = rows
         .into_iter()
         .map(|p| (p.stream_key.clone(), p))

@@ -1,12 +1,14 @@
 //! `apply_batch` against PostgreSQL: exactly once, per-stream order with
 //! predecessors read from the log, the caller's transaction, concurrent
 //! appliers, and poison isolation when the database refuses a write; and
-//! `try_apply_batch`, the same without savepoints.
+//! `try_apply_batch`, the same without savepoints, and the caller's write
+//! it makes in its write statement (`try_apply_batch_with`).
 
 use robson_eventlog::EventEnvelope;
+use robson_projector::tables::PgQuery;
 use robson_projector::{
-    apply_batch, apply_event, try_apply_batch, Attempt, ErrorClass, ErrorKind, PoisonPolicy,
-    ProjectionError,
+    apply_batch, apply_event, try_apply_batch, try_apply_batch_with, AlsoWrite, Attempt,
+    ErrorClass, ErrorKind, PoisonPolicy, ProjectionError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
@@ -358,4 +360,84 @@ async fn a_redelivered_first_event_or_a_refused_write_needs_the_careful_path() {
     ));
     let careful = support::apply_in_transaction(&db.pool, &events, PoisonPolicy::Park).await;
     assert_eq!((careful.applied, careful.dead_lettered.len()), (6, 1));
+}
+
+/// Counts applied events in a row of `test_also`, as the daemon's
+/// checkpoint does in `projection_checkpoints`.
+struct CountApplied(i32);
+
+impl AlsoWrite for CountApplied {
+    fn sql(&self) -> &'static str {
+        "UPDATE test_also SET applied = applied + $2::int8, moves = moves + 1
+          WHERE id = $1::int4 RETURNING id"
+    }
+
+    fn params(&self) -> usize {
+        2
+    }
+
+    fn bind<'q>(&self, query: PgQuery<'q>, applied: u64) -> PgQuery<'q> {
+        query.bind(self.0).bind(applied as i64)
+    }
+}
+
+/// `try_apply_batch_with` in a transaction of its own, committed when applied.
+async fn try_with(pool: &PgPool, events: &[EventEnvelope], also: &CountApplied) -> (u64, u64) {
+    let mut tx = pool.begin().await.expect("begin");
+    let (attempt, returned) = try_apply_batch_with(&mut tx, events, PoisonPolicy::Park, Some(also))
+        .await
+        .expect("no transient error here");
+    let Attempt::Applied(outcome) = attempt else {
+        panic!("needs no care");
+    };
+    tx.commit().await.expect("commit");
+    (outcome.applied, returned)
+}
+
+async fn also_row(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT applied, moves FROM test_also WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .expect("test_also")
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn the_callers_write_is_made_by_the_batch_statement_even_when_the_batch_writes_nothing() {
+    let db = TestDb::new().await;
+    sqlx::raw_sql(
+        "CREATE TABLE test_also (id int PRIMARY KEY, applied bigint NOT NULL, moves bigint NOT NULL);
+         INSERT INTO test_also VALUES (1, 0, 0);",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("test_also");
+    let events = seed(&db.pool).await;
+
+    let (applied, returned) = try_with(&db.pool, &events, &CountApplied(1)).await;
+    assert!(applied > 0);
+    assert_eq!(returned, 1);
+    assert_eq!(
+        also_row(&db.pool).await,
+        (applied as i64, 1),
+        "bound with the events applied"
+    );
+    let written = support::state(&db.pool).await;
+
+    // Re-deliveries only (no seq 1: nothing presumed new): no row to write,
+    // the caller's part runs all the same.
+    let again: Vec<EventEnvelope> = events.iter().filter(|e| e.seq > 1).cloned().collect();
+    assert!(!again.is_empty());
+    assert_eq!(try_with(&db.pool, &again, &CountApplied(1)).await, (0, 1));
+    assert_eq!(
+        try_with(&db.pool, &[], &CountApplied(1)).await,
+        (0, 1),
+        "no events"
+    );
+    assert_eq!(also_row(&db.pool).await, (applied as i64, 3));
+    assert_eq!(support::state(&db.pool).await, written);
+
+    // A part that finds no row returns none: the caller learns it (the
+    // daemon's changed layout).
+    assert_eq!(try_with(&db.pool, &again, &CountApplied(2)).await, (0, 0));
 }

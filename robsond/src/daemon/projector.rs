@@ -347,28 +347,39 @@ async fn project_batch(
     // The first attempt skips apply_batch's savepoints; one that needs them
     // is rolled back and made again with them, at once.
     let mut careful = false;
+    let advance = checkpoint::Advance {
+        partition: setup.partition,
+        partitions: setup.partitions,
+        upto,
+        owner: setup.state.instance.clone(),
+    };
     loop {
         let started = Instant::now();
         let attempt = async {
             let mut tx = begin(setup).await?;
+            // The checkpoint moves in the batch's write statement, or in
+            // a statement of its own on the careful path.
             let outcome = if careful {
-                robson_projector::apply_batch(&mut tx, events, setup.policy).await?
+                let outcome = robson_projector::apply_batch(&mut tx, events, setup.policy).await?;
+                checkpoint::save(&mut tx, &advance, outcome.applied).await?;
+                outcome
             } else {
-                match robson_projector::try_apply_batch(&mut tx, events, setup.policy).await? {
-                    Attempt::Applied(outcome) => outcome,
-                    Attempt::NeedsCare => return Err(BatchError::NeedsCare),
+                let tried = robson_projector::try_apply_batch_with(
+                    &mut tx,
+                    events,
+                    setup.policy,
+                    Some(&advance),
+                )
+                .await?;
+                match tried {
+                    (Attempt::Applied(outcome), moved) => {
+                        advance.check(&mut tx, moved).await?;
+                        outcome
+                    }
+                    (Attempt::NeedsCare, _) => return Err(BatchError::NeedsCare),
                 }
             };
             crate::faults::projector_batch(&mut tx, setup.partition).await?;
-            checkpoint::save(
-                &mut tx,
-                setup.partition,
-                setup.partitions,
-                upto,
-                outcome.applied,
-                &setup.state.instance,
-            )
-            .await?;
             tx.commit().await?;
             Ok::<BatchOutcome, BatchError>(outcome)
         }
