@@ -15,12 +15,31 @@ async fn shadow_schemas(pool: &sqlx::PgPool) -> i64 {
         .expect("catalog query")
 }
 
+/// Every index of the live schema's tables (the shadow is built without
+/// its secondary indexes and builds them before the swap).
+async fn indexes(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes
+          WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("catalog query")
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn rebuild_reproduces_the_live_tables_of_a_mixed_run_with_parked_and_skipped_streams() {
     let db = copy().await;
     assert_mixed(&db.pool).await;
     let live = image(&db.pool).await;
+    let migrated = indexes(&db.pool).await;
+    assert!(
+        migrated
+            .iter()
+            .any(|(name, _)| name == "orders_current_account_idx"),
+        "{migrated:?}"
+    );
 
     let out = robsond_ok(&db.url, &["rebuild"]).await;
 
@@ -35,6 +54,11 @@ async fn rebuild_reproduces_the_live_tables_of_a_mixed_run_with_parked_and_skipp
         "tables after a rebuild vs live",
     );
     assert_eq!(
+        indexes(&db.pool).await,
+        migrated,
+        "the swapped-in tables have the migrations' indexes"
+    );
+    assert_eq!(
         shadow_schemas(&db.pool).await,
         0,
         "the shadow schema is gone"
@@ -46,10 +70,12 @@ async fn rebuild_reproduces_the_live_tables_of_a_mixed_run_with_parked_and_skipp
 async fn rebuild_from_the_snapshot_gives_exactly_a_full_rebuild() {
     let db = copy().await;
     let live = image(&db.pool).await;
+    let migrated = indexes(&db.pool).await;
 
     let out = robsond_ok(&db.url, &["rebuild", "--from-snapshot"]).await;
     assert!(out.contains("started from snapshot"), "{out}");
     let from_snapshot = image(&db.pool).await;
+    assert_eq!(indexes(&db.pool).await, migrated, "indexes after the rebuild");
     robsond_ok(&db.url, &["rebuild"]).await;
     let full = image(&db.pool).await;
 
