@@ -30,6 +30,7 @@ pub mod testing;
 pub use error::{classify, contention, Contention, ErrorClass, ErrorKind, ProjectionError};
 pub use store::{
     apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, load_rows,
-    resume_stream, try_apply_batch, try_apply_batch_with, AlsoWrite, Attempt, BatchOutcome,
-    DeadLetter, ParkedStream, PoisonPolicy, ResumeAction, ResumeError, Resumed,
+    resume_stream, try_apply_batch, try_apply_batch_with, try_apply_groups_with, AlsoWrite,
+    AlsoWriteGroups, Attempt, BatchOutcome, DeadLetter, GroupsAttempt, ParkedStream, PoisonPolicy,
+    ResumeAction, ResumeError, Resumed,
 };

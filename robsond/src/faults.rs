@@ -13,6 +13,9 @@
 //!   the transaction is rolled back and the projector stops as on any fatal
 //!   error. (Schema errors such as a missing table are transient by design:
 //!   retried until the operator fixes them; see `robson_projector::classify`.)
+//!   A partition with this point configured commits every batch alone (never
+//!   in a group of small batches, `daemon::group`), so that each of its
+//!   batches meets the point where the projector handles what it does.
 //! - `poller-after-read`: after each successful read of the log, before the
 //!   poller looks for events still unread. `return(MS)` pauses the poller
 //!   there for MS milliseconds (without blocking its thread), so a test can
@@ -40,6 +43,18 @@ pub async fn projector_batch(conn: &mut PgConnection, partition: usize) -> Resul
             .await?;
     }
     Ok(())
+}
+
+/// Whether `projector-batch-<partition>` is configured (even if spent).
+#[cfg(feature = "failpoints")]
+pub fn projector_batch_configured(partition: usize) -> bool {
+    let name = format!("projector-batch-{partition}");
+    fail::list().iter().any(|(point, _)| *point == name)
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub fn projector_batch_configured(_: usize) -> bool {
+    false
 }
 
 #[cfg(not(feature = "failpoints"))]

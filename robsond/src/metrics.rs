@@ -45,6 +45,11 @@ label_set!(
     DbErrorKind { Transient => "transient", Permanent => "permanent" }
 );
 label_set!(
+    /// What became of a small batch handed to the projectors' group
+    /// (`daemon::group`).
+    GroupVerdict { Committed => "committed", Alone => "alone" }
+);
+label_set!(
     /// A monthly-partitioned table whose future coverage is watched.
     CoverageTable { EventLog => "event_log", Snapshots => "snapshots" }
 );
@@ -82,6 +87,7 @@ pub struct Metrics {
     actor_restarts: IntCounterVec,
     poller_wakeups: IntCounterVec,
     db_errors: IntCounterVec,
+    grouped_batches: IntCounterVec,
     partition_coverage_months: IntGaugeVec,
     /// Committed events not yet projected, excluding those held behind parked streams.
     pub projection_lag_events: IntGauge,
@@ -159,6 +165,12 @@ impl Metrics {
                 "robson_db_errors_total",
                 "Database errors, by kind (transient or permanent).",
                 "kind",
+            )?,
+            grouped_batches: counter_vec(
+                r,
+                "robson_grouped_batches_total",
+                "Small batches handed to a group transaction, by outcome (committed with the group, or alone after all).",
+                "outcome",
             )?,
             partition_coverage_months: gauge_vec(
                 r,
@@ -303,6 +315,9 @@ impl Metrics {
         for &table in CoverageTable::ALL {
             m.partition_coverage_months(table);
         }
+        for &verdict in GroupVerdict::ALL {
+            m.grouped_batches(verdict);
+        }
         Ok(m)
     }
 
@@ -336,6 +351,10 @@ impl Metrics {
 
     pub fn db_errors(&self, kind: DbErrorKind) -> IntCounter {
         self.db_errors.with_label_values(&[kind.as_str()])
+    }
+
+    pub fn grouped_batches(&self, verdict: GroupVerdict) -> IntCounter {
+        self.grouped_batches.with_label_values(&[verdict.as_str()])
     }
 
     pub fn partition_coverage_months(&self, table: CoverageTable) -> IntGauge {

@@ -131,7 +131,7 @@ pub async fn try_apply_batch_with(
 /// Reads the missing predecessors of the plan's streams from the log.
 /// Rare: a stream's events committed in an order other than seq order
 /// reach the daemon out of order. Their predecessors are committed.
-async fn read_predecessors(
+pub(super) async fn read_predecessors(
     conn: &mut PgConnection,
     plan: &mut Plan<'_>,
     progress: &ProgressMap,
@@ -185,7 +185,7 @@ async fn apply_in_transaction(
 /// progress row unless this is a re-delivery (or another applier is at it),
 /// so looking its row up is skipped — during a catch-up that is nearly every
 /// stream of a batch, and the lookup one of its costliest statements.
-fn starting_at_seq_one(events: &[EventEnvelope]) -> BTreeSet<&str> {
+pub(super) fn starting_at_seq_one(events: &[EventEnvelope]) -> BTreeSet<&str> {
     let mut lowest: BTreeMap<&str, i64> = BTreeMap::new();
     for e in events {
         let seq = lowest.entry(e.stream_key.as_str()).or_insert(e.seq);

@@ -7,6 +7,7 @@
 
 mod batch;
 mod dead_letters;
+mod groups;
 mod operator;
 mod plan;
 mod progress;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 use crate::error::ErrorKind;
 
 pub use batch::{apply_batch, apply_event, try_apply_batch, try_apply_batch_with, Attempt};
+pub use groups::{try_apply_groups_with, AlsoWriteGroups, GroupsAttempt};
 pub use operator::{
     catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
     ResumeError, Resumed,

@@ -2,13 +2,15 @@
 //! predecessors read from the log, the caller's transaction, concurrent
 //! appliers, and poison isolation when the database refuses a write; and
 //! `try_apply_batch`, the same without savepoints, and the caller's write
-//! it makes in its write statement (`try_apply_batch_with`).
+//! it makes in its write statement (`try_apply_batch_with`); several
+//! partitions' batches applied as one (`try_apply_groups_with`).
 
 use robson_eventlog::EventEnvelope;
 use robson_projector::tables::PgQuery;
 use robson_projector::{
-    apply_batch, apply_event, try_apply_batch, try_apply_batch_with, AlsoWrite, Attempt,
-    ErrorClass, ErrorKind, PoisonPolicy, ProjectionError,
+    apply_batch, apply_event, try_apply_batch, try_apply_batch_with, try_apply_groups_with,
+    AlsoWrite, AlsoWriteGroups, Attempt, ErrorClass, ErrorKind, GroupsAttempt, PoisonPolicy,
+    ProjectionError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
@@ -440,4 +442,94 @@ async fn the_callers_write_is_made_by_the_batch_statement_even_when_the_batch_wr
     // A part that finds no row returns none: the caller learns it (the
     // daemon's changed layout).
     assert_eq!(try_with(&db.pool, &again, &CountApplied(2)).await, (0, 0));
+}
+
+/// Counts each group's applied events in its own row of `test_also`
+/// (group i in row i + 1), as the daemon's checkpoints of a group do.
+struct CountEach;
+
+impl AlsoWriteGroups for CountEach {
+    fn sql(&self) -> &'static str {
+        "UPDATE test_also AS t SET applied = t.applied + v.applied, moves = t.moves + 1
+           FROM unnest($1::int4[], $2::int8[]) AS v(id, applied)
+          WHERE t.id = v.id RETURNING t.id"
+    }
+
+    fn params(&self) -> usize {
+        2
+    }
+
+    fn bind<'q>(&self, query: PgQuery<'q>, applied: &[u64]) -> PgQuery<'q> {
+        let ids: Vec<i32> = (1..=applied.len() as i32).collect();
+        let applied: Vec<i64> = applied.iter().map(|n| *n as i64).collect();
+        query.bind(ids).bind(applied)
+    }
+}
+
+/// `try_apply_groups_with` in a transaction of its own, committed when
+/// applied: each group's applied count, and the rows `also` returned.
+async fn try_groups(pool: &PgPool, groups: &[&[EventEnvelope]]) -> Option<(Vec<u64>, u64)> {
+    let mut tx = pool.begin().await.expect("begin");
+    let (attempt, returned) =
+        try_apply_groups_with(&mut tx, groups, PoisonPolicy::Park, &CountEach)
+            .await
+            .expect("no transient error here");
+    match attempt {
+        GroupsAttempt::Applied(outcomes) => {
+            tx.commit().await.expect("commit");
+            Some((outcomes.iter().map(|o| o.applied).collect(), returned))
+        }
+        GroupsAttempt::NeedsCare => {
+            tx.rollback().await.expect("rollback");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn batches_of_several_partitions_applied_as_one_write_what_each_alone_writes() {
+    let db = TestDb::new().await;
+    sqlx::raw_sql(
+        "CREATE TABLE test_also (id int PRIMARY KEY, applied bigint NOT NULL, moves bigint NOT NULL);
+         INSERT INTO test_also VALUES (1, 0, 0), (2, 0, 0);",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("test_also");
+    let events = seed(&db.pool).await;
+    let (orders, accounts): (Vec<EventEnvelope>, Vec<EventEnvelope>) = events
+        .iter()
+        .cloned()
+        .partition(|e| e.stream_key.starts_with("order:"));
+    assert_eq!((orders.len(), accounts.len()), (4, 3));
+
+    let applied = try_groups(&db.pool, &[&orders, &accounts]).await;
+    assert_eq!(applied, Some((vec![4, 3], 2)), "each group's own count");
+    let grouped = support::state(&db.pool).await;
+    let rows: Vec<(i32, i64, i64)> =
+        sqlx::query_as("SELECT id, applied, moves FROM test_also ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("test_also");
+    assert_eq!(rows, vec![(1, 4, 1), (2, 3, 1)], "bound per group");
+
+    forget_projections(&db.pool).await;
+    support::apply_in_transaction(&db.pool, &orders, PoisonPolicy::Park).await;
+    support::apply_in_transaction(&db.pool, &accounts, PoisonPolicy::Park).await;
+    assert_eq!(grouped, support::state(&db.pool).await, "as each alone");
+
+    // Delivered again: the streams presumed new exist; nothing is written.
+    let written = support::state(&db.pool).await;
+    assert_eq!(try_groups(&db.pool, &[&orders, &accounts]).await, None);
+    assert_eq!(support::state(&db.pool).await, written);
+    // A stream in two groups is refused, not applied twice.
+    let later: Vec<EventEnvelope> = orders.iter().filter(|e| e.seq > 2).cloned().collect();
+    assert_eq!(try_groups(&db.pool, &[&orders, &later]).await, None);
+    // Later events alone go through, counted as re-deliveries.
+    assert_eq!(
+        try_groups(&db.pool, &[&later, &accounts[1..]]).await,
+        Some((vec![0, 0], 2))
+    );
+    assert_eq!(support::state(&db.pool).await, written);
 }

@@ -6,6 +6,7 @@
 //! these actors own mailboxes, a little state and the wiring.
 
 pub mod drift;
+pub mod group;
 pub mod lifecycle;
 pub mod monitor;
 pub mod ownership;

@@ -19,9 +19,10 @@ use robson_projector::{Attempt, BatchOutcome, PoisonPolicy};
 use sqlx::PgPool;
 use tracing::Instrument;
 
+use super::group::Verdict;
 use super::retry::{self, Backoff, Failure, Retry};
 use super::state::DaemonState;
-use crate::metrics::{Actor as MetricActor, Metrics, SkipReason};
+use crate::metrics::{Actor as MetricActor, GroupVerdict, Metrics, SkipReason};
 use crate::progress::checkpoint::{self, SaveError};
 
 /// Messages a projector's mailbox holds beyond the one in progress (the
@@ -97,6 +98,9 @@ pub struct ProjectorSetup {
     /// Projectors of the daemon not yet stopped for good (this one counts
     /// itself out once retired).
     pub live: Arc<AtomicUsize>,
+    /// Where a small batch is committed with other partitions' small
+    /// batches (see `super::group`); None: every batch alone.
+    pub group: Option<Arc<super::group::Group>>,
 }
 
 #[derive(Debug)]
@@ -263,18 +267,20 @@ impl Handler<Batch> for Projector {
             return;
         }
         // Events at or before the checkpoint were committed by an earlier run.
-        let events: Vec<EventEnvelope> = batch
-            .events
-            .into_iter()
-            .filter(|e| e.position() > covered)
-            .collect();
+        let events: Arc<Vec<EventEnvelope>> = Arc::new(
+            batch
+                .events
+                .into_iter()
+                .filter(|e| e.position() > covered)
+                .collect(),
+        );
         if events.is_empty() && batch.upto <= covered {
             return;
         }
         let setup = self.setup.clone();
         let upto = batch.upto.max(covered);
         let fut = async move {
-            let work = AssertUnwindSafe(project_batch(&setup, &events, upto));
+            let work = AssertUnwindSafe(project_batch(&setup, events, upto));
             match work.catch_unwind().await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::Fatal("panic while projecting a batch".into())),
@@ -331,10 +337,11 @@ async fn stored_checkpoint(setup: &ProjectorSetup) -> Option<Position> {
 /// a changed layout.
 async fn project_batch(
     setup: &ProjectorSetup,
-    events: &[EventEnvelope],
+    shared: Arc<Vec<EventEnvelope>>,
     upto: Position,
 ) -> Result<(), Failure> {
     let part = &setup.state.partitions[setup.partition];
+    let events: &[EventEnvelope] = &shared;
     part.in_flight.store(events.len() as i64, Ordering::Relaxed);
     let span = tracing::info_span!(
         "batch",
@@ -343,6 +350,24 @@ async fn project_batch(
         first = %events.first().map_or(upto, |e| e.position()),
         last = %upto,
     );
+    let grouped = setup.group.as_ref().filter(|g| {
+        g.takes(events.len()) && !crate::faults::projector_batch_configured(setup.partition)
+    });
+    if let Some(group) = grouped {
+        let started = Instant::now();
+        let verdict = tokio::select! {
+            verdict = group.commit(setup.partition, shared.clone(), upto).instrument(span.clone()) => verdict,
+            _ = setup.state.lifecycle.aborted() => return Err(Failure::Stopped),
+        };
+        match verdict {
+            Verdict::Committed(outcome) => {
+                setup.metrics.grouped_batches(GroupVerdict::Committed).inc();
+                committed(setup, events, &outcome, upto, started);
+                return Ok(());
+            }
+            Verdict::Alone => setup.metrics.grouped_batches(GroupVerdict::Alone).inc(),
+        }
+    }
     let mut retry = Retry::new("Transient database error");
     // The first attempt skips apply_batch's savepoints; one that needs them
     // is rolled back and made again with them, at once.
@@ -393,20 +418,32 @@ async fn project_batch(
                 careful = true;
             }
             Attempted::Committed(outcome) => {
-                setup
-                    .state
-                    .waiters
-                    .after_commit(events, &outcome, setup.policy);
-                record(setup, &outcome, events.len(), upto, started.elapsed());
-                recovered(part);
-                part.in_flight.store(0, Ordering::Relaxed);
-                part.beat();
-                setup.state.set_database_up(true);
+                committed(setup, events, &outcome, upto, started);
                 return Ok(());
             }
             Attempted::Failed(err) => retry.projector_failure(setup, err).await?,
         }
     }
+}
+
+/// What follows a batch's commit, alone or with its group.
+fn committed(
+    setup: &ProjectorSetup,
+    events: &[EventEnvelope],
+    outcome: &BatchOutcome,
+    upto: Position,
+    started: Instant,
+) {
+    let part = &setup.state.partitions[setup.partition];
+    setup
+        .state
+        .waiters
+        .after_commit(events, outcome, setup.policy);
+    record(setup, outcome, events.len(), upto, started.elapsed());
+    recovered(part);
+    part.in_flight.store(0, Ordering::Relaxed);
+    part.beat();
+    setup.state.set_database_up(true);
 }
 
 /// Applies a resumed stream's waiting events, chunk by chunk.

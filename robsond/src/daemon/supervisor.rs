@@ -20,6 +20,7 @@ use robson_projector::PoisonPolicy;
 use sqlx::PgPool;
 
 use super::drift::{self, DriftConfig, DriftSetup};
+use super::group::Group;
 use super::lifecycle::configured_partitions;
 use super::monitor::Monitor;
 use super::ownership::{Layout, Ownership};
@@ -70,6 +71,9 @@ pub struct DaemonSupervisor {
     started_projectors: Vec<actix::WeakAddr<Projector>>,
     /// The database holds another layout: no more rounds.
     adopting: bool,
+    /// Where the projectors commit their small batches together (None with
+    /// one partition: nothing to group).
+    group: Option<Arc<Group>>,
 }
 
 /// Threads for the projectors: one per core, at most one per partition. A
@@ -84,7 +88,18 @@ fn projector_threads(partitions: usize) -> usize {
 impl DaemonSupervisor {
     pub fn new(setup: SupervisorSetup) -> Self {
         let partitions = setup.checkpoints.len();
+        let group = (partitions > 1).then(|| {
+            Arc::new(Group::new(
+                setup.pool.clone(),
+                setup.state.clone(),
+                setup.policy,
+                partitions,
+                setup.batch_size,
+                projector_threads(partitions),
+            ))
+        });
         DaemonSupervisor {
+            group,
             setup,
             routes: Arc::new(RwLock::new(vec![None; partitions])),
             ownership: None,
@@ -128,6 +143,7 @@ impl DaemonSupervisor {
             batch_size: s.batch_size,
             checkpoint,
             live: self.live_projectors.clone(),
+            group: self.group.clone(),
         };
         self.live_projectors.fetch_add(1, Ordering::SeqCst);
         let arbiter = &self.arbiters[partition % self.arbiters.len()];

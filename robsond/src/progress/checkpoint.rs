@@ -240,6 +240,53 @@ impl Advance {
     }
 }
 
+/// [`Advance`] of several partitions at once: the checkpoints of a group
+/// of small batches (`daemon::group`), moved by the group's write
+/// statement. It returns one row per partition whose row is in this layout.
+#[derive(Debug, Clone)]
+pub struct AdvanceMany {
+    pub partitions: usize,
+    pub owner: String,
+    /// Each partition of the group and the position it is covered up to.
+    pub each: Vec<(usize, Position)>,
+}
+
+const ADVANCE_MANY: &str = "UPDATE projection_checkpoints AS c
+    SET tx_id = v.tx_id, global_position = v.global_position,
+        events_applied = c.events_applied + v.applied, owner = $6::text, updated_at = now()
+   FROM unnest($1::int4[], $3::int8[], $4::int8[], $5::int8[])
+        AS v(partition, tx_id, global_position, applied)
+  WHERE c.partition = v.partition AND c.partition_count = $2::int4
+ RETURNING c.partition";
+
+impl robson_projector::AlsoWriteGroups for AdvanceMany {
+    fn sql(&self) -> &'static str {
+        ADVANCE_MANY
+    }
+
+    fn params(&self) -> usize {
+        6
+    }
+
+    fn bind<'q>(
+        &self,
+        query: robson_projector::tables::PgQuery<'q>,
+        applied: &[u64],
+    ) -> robson_projector::tables::PgQuery<'q> {
+        let partitions: Vec<i32> = self.each.iter().map(|(p, _)| *p as i32).collect();
+        let tx_ids: Vec<i64> = self.each.iter().map(|(_, at)| at.tx_id).collect();
+        let positions: Vec<i64> = self.each.iter().map(|(_, at)| at.global_position).collect();
+        let applied: Vec<i64> = applied.iter().map(|n| *n as i64).collect();
+        query
+            .bind(partitions)
+            .bind(self.partitions as i32)
+            .bind(tx_ids)
+            .bind(positions)
+            .bind(applied)
+            .bind(self.owner.clone())
+    }
+}
+
 /// Advances a partition's checkpoint inside the caller's transaction, by a
 /// statement of its own. Fails with [`LayoutChanged`] (and so rolls the
 /// batch back) when the partition layout changed under this daemon.

@@ -115,3 +115,73 @@ async fn kill_9s_during_a_catch_up_in_the_largest_batches_leave_the_tables_of_on
     daemon.stop().await;
     assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
 }
+
+/// Appends `events` in transactions of `per_append` events, `pause` apart:
+/// a live load, whose reads each the poller splits over the partitions.
+async fn append_slowly(
+    pool: sqlx::PgPool,
+    events: Vec<robson_eventlog::Event>,
+    per_append: usize,
+    pause: std::time::Duration,
+) {
+    for chunk in events.chunks(per_append) {
+        robson_eventlog::append_batch(&pool, chunk)
+            .await
+            .expect("append a few events");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The batches a daemon committed in a group (`robson_grouped_batches_total`).
+async fn grouped(daemon: &Daemon, outcome: &str) -> f64 {
+    let metrics = crate::support::get_text(&crate::support::http(), &daemon.url("/metrics")).await;
+    crate::support::metric_sum(
+        &metrics,
+        "robson_grouped_batches_total",
+        &format!(r#"outcome="{outcome}""#),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn kill_9s_under_a_live_load_of_grouped_small_batches_leave_the_tables_of_one_clean_run() {
+    let db = TestDb::new().await;
+    let seed: u64 = rand::random();
+    eprintln!("kill moments from seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    // Eight partitions (the default) and small appends: most batches are
+    // a few events, committed in groups.
+    let env = [("ROBSON_PARTITIONS", "8")];
+    let load = tokio::spawn(append_slowly(
+        db.pool.clone(),
+        crate::support::flows(7, 20_000),
+        12,
+        std::time::Duration::from_millis(4),
+    ));
+    let mut committed_in_groups = 0.0;
+    for kill in 1..=4 {
+        let mut daemon = Daemon::spawn(&db.url, &env);
+        daemon.wait_live().await;
+        let started = std::time::Instant::now();
+        // At least one group committed in this run, then a random moment.
+        while grouped(&daemon, "committed").await == 0.0 {
+            daemon.assert_running("before a group committed");
+            crate::support::guard_against_hang(started, "no group of batches ever committed");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(0..=400))).await;
+        daemon.assert_running("before its kill");
+        committed_in_groups += grouped(&daemon, "committed").await;
+        daemon.kill().await;
+        eprintln!(
+            "kill {kill}: {} events projected, {committed_in_groups} batches committed in groups so far",
+            projected(&db.pool).await
+        );
+    }
+    let mut daemon = Daemon::start(&db.url, &env).await;
+    load.await.expect("the load ran to its end");
+    wait_caught_up(&db.pool, &mut daemon).await;
+    daemon.stop().await;
+    assert!(committed_in_groups > 0.0);
+    assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
+}

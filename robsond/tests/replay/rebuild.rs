@@ -75,7 +75,11 @@ async fn rebuild_from_the_snapshot_gives_exactly_a_full_rebuild() {
     let out = robsond_ok(&db.url, &["rebuild", "--from-snapshot"]).await;
     assert!(out.contains("started from snapshot"), "{out}");
     let from_snapshot = image(&db.pool).await;
-    assert_eq!(indexes(&db.pool).await, migrated, "indexes after the rebuild");
+    assert_eq!(
+        indexes(&db.pool).await,
+        migrated,
+        "indexes after the rebuild"
+    );
     robsond_ok(&db.url, &["rebuild"]).await;
     let full = image(&db.pool).await;
 
