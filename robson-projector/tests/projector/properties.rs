@@ -1,6 +1,7 @@
 //! Properties over generated event sets (valid and invalid events, several
 //! streams, two tenants, the same entity ids in both tenants): whatever the
-//! interleaving of streams, the split into batches, or the re-delivery of
+//! interleaving of streams, the split into batches (or into groups of
+//! several partitions' batches applied as one), or the re-delivery of
 //! applied events, the projection is the same. Each case uses a fresh
 //! database, so case counts are kept small.
 
@@ -8,7 +9,8 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use robson_eventlog::{append_batch, Event, EventEnvelope};
-use robson_projector::PoisonPolicy;
+use robson_projector::tables::PgQuery;
+use robson_projector::{try_apply_groups_with, AlsoWriteGroups, GroupsAttempt, PoisonPolicy};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -163,6 +165,71 @@ async fn project_in_batches(
     }
 }
 
+/// The part of a group's write statement the daemon uses for its
+/// checkpoints; here a row per group and nothing written.
+struct RowPerGroup;
+
+impl AlsoWriteGroups for RowPerGroup {
+    fn sql(&self) -> &'static str {
+        "SELECT unnest($1::int8[]) AS applied"
+    }
+
+    fn params(&self) -> usize {
+        1
+    }
+
+    fn bind<'q>(&self, query: PgQuery<'q>, applied: &[u64]) -> PgQuery<'q> {
+        query.bind(applied.iter().map(|n| *n as i64).collect::<Vec<_>>())
+    }
+}
+
+/// Applies `events` in batches whose sizes cycle through `sizes`, each
+/// batch split over `partitions` by stream and its parts applied as one
+/// group (as the daemon's group does); a group that needs care is rolled
+/// back and its parts applied one by one.
+async fn project_in_groups(
+    db: &TestDb,
+    events: &[EventEnvelope],
+    sizes: &[usize],
+    partitions: usize,
+    policy: PoisonPolicy,
+) {
+    let mut start = 0;
+    for size in sizes.iter().cycle() {
+        if start >= events.len() {
+            break;
+        }
+        let end = (start + size).min(events.len());
+        let mut parts: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
+        for e in &events[start..end] {
+            let hash: usize = e.stream_key.bytes().map(usize::from).sum();
+            parts[hash % partitions].push(e.clone());
+        }
+        parts.retain(|p| !p.is_empty());
+        let groups: Vec<&[EventEnvelope]> = parts.iter().map(Vec::as_slice).collect();
+        let mut tx = db.pool.begin().await.expect("begin");
+        let (attempt, rows) = try_apply_groups_with(&mut tx, &groups, policy, &RowPerGroup)
+            .await
+            .expect("no transient error here");
+        match attempt {
+            GroupsAttempt::Applied(outcomes) => {
+                assert_eq!(
+                    (outcomes.len(), rows as usize),
+                    (groups.len(), groups.len())
+                );
+                tx.commit().await.expect("commit");
+            }
+            GroupsAttempt::NeedsCare => {
+                tx.rollback().await.expect("rollback");
+                for part in &parts {
+                    support::apply_in_transaction(&db.pool, part, policy).await;
+                }
+            }
+        }
+        start = end;
+    }
+}
+
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
@@ -230,6 +297,27 @@ proptest! {
                 delivery.swap(i % n, usize::from(*s) % n);
             }
             project_in_batches(&db, &delivery, &sizes, policy(skip)).await;
+            let actual = support::state(&db.pool).await;
+            (actual == expected, support::first_difference(&actual["tables"], &expected["tables"]))
+        });
+        prop_assert!(same, "{:?}", diff);
+    }
+
+    #[test]
+    #[ignore = "needs PostgreSQL"]
+    fn any_split_into_groups_of_partitions_gives_the_same_tables(
+        scripts in scripts(), sizes in prop::collection::vec(1usize..12, 1..5),
+        partitions in 1usize..5, shuffle in prop::collection::vec(any::<u8>(), 0..8),
+        skip in any::<bool>(),
+    ) {
+        let (same, diff) = runtime().block_on(async {
+            let (db, events, expected) = baseline(&scripts, policy(skip)).await;
+            let mut delivery = events.clone();
+            for (i, s) in shuffle.iter().enumerate() {
+                let n = delivery.len();
+                delivery.swap(i % n, usize::from(*s) % n);
+            }
+            project_in_groups(&db, &delivery, &sizes, partitions, policy(skip)).await;
             let actual = support::state(&db.pool).await;
             (actual == expected, support::first_difference(&actual["tables"], &expected["tables"]))
         });
