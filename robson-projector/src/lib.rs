@@ -31,6 +31,6 @@ pub use error::{classify, contention, Contention, ErrorClass, ErrorKind, Project
 pub use store::{
     apply_batch, apply_event, catch_up_stream, list_parked, list_parked_page, load_rows,
     resume_stream, try_apply_batch, try_apply_batch_with, try_apply_groups_with, AlsoWrite,
-    AlsoWriteGroups, Attempt, BatchOutcome, DeadLetter, GroupsAttempt, ParkedStream, PoisonPolicy,
-    ResumeAction, ResumeError, Resumed,
+    Attempt, BatchOutcome, DeadLetter, GroupsAttempt, ParkedStream, PoisonPolicy, ResumeAction,
+    ResumeError, Resumed,
 };

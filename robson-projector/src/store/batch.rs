@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
+use super::groups::{self, GroupsAttempt};
 use super::plan::{self, Plan, Step, StepsResult};
 use super::progress::{self, Progress, ProgressMap};
 use super::{dead_letters, tables, writes, AlsoWrite, BatchOutcome, PoisonPolicy};
@@ -106,26 +107,16 @@ pub async fn try_apply_batch_with(
     if events.is_empty() && also.is_none() {
         return Ok((Attempt::Applied(BatchOutcome::default()), 0));
     }
-    let streams: BTreeMap<String, Uuid> = events
-        .iter()
-        .map(|e| (e.stream_key.clone(), e.tenant_id))
-        .collect();
-    let fresh = starting_at_seq_one(events);
-    let progress = progress::lock(conn, &streams, &fresh).await?;
-    let mut plan = Plan::new(events, &progress);
-    read_predecessors(conn, &mut plan, &progress).await?;
-    let mut outcome = std::mem::take(&mut plan.counts);
-    let steps = plan.into_steps();
-    let also = also.map(|a| (a, outcome.applied));
-    match apply_and_write(conn, &steps, &progress, policy, also).await {
-        Ok((result, also_returned)) => {
-            outcome.merge(result.outcome);
-            Ok((Attempt::Applied(outcome), also_returned))
-        }
-        Err(ProjectionError::ConcurrentApplier { .. }) => Ok((Attempt::NeedsCare, 0)),
-        Err(err) if err.class() == ErrorClass::Permanent => Ok((Attempt::NeedsCare, 0)),
-        Err(err) => Err(err),
-    }
+    // One batch is one group.
+    Ok(
+        match groups::apply_groups(conn, &[events], policy, also).await? {
+            (GroupsAttempt::Applied(mut outcomes), returned) => (
+                Attempt::Applied(outcomes.pop().unwrap_or_default()),
+                returned,
+            ),
+            (GroupsAttempt::NeedsCare, _) => (Attempt::NeedsCare, 0),
+        },
+    )
 }
 
 /// Reads the missing predecessors of the plan's streams from the log.
@@ -235,8 +226,8 @@ async fn write_steps(
     policy: PoisonPolicy,
 ) -> Result<StepsResult, ProjectionError> {
     let mut savepoint = conn.begin().await?;
-    match apply_and_write(&mut savepoint, steps, progress, policy, None).await {
-        Ok((result, _)) => {
+    match apply_and_write(&mut savepoint, steps, progress, policy).await {
+        Ok(result) => {
             savepoint.commit().await?;
             Ok(result)
         }
@@ -249,23 +240,19 @@ async fn write_steps(
     }
 }
 
-/// Loads the rows `steps` touch, applies the steps to them, and writes rows, fills,
-/// progress and the caller's `also` (one statement; `also` is bound with
-/// the events applied before `steps` plus those `steps` applied) and dead
-/// letters. Returns the rows `also` returned too.
+/// Loads the rows `steps` touch, applies the steps to them, and writes
+/// rows, fills and progress (one statement) and dead letters.
 async fn apply_and_write(
     conn: &mut PgConnection,
     steps: &[Step<'_>],
     progress: &ProgressMap,
     policy: PoisonPolicy,
-    also: Option<(&dyn AlsoWrite, u64)>,
-) -> Result<(StepsResult, u64), ProjectionError> {
+) -> Result<StepsResult, ProjectionError> {
     let mut rows = tables::load(&mut *conn, &plan::keys(steps)).await?;
     let mut result = plan::apply_steps(&mut rows, steps, progress, policy);
-    let also = also.map(|(a, before)| (a, before + result.outcome.applied));
-    let also_returned = writes::write(&mut *conn, &rows, &result.progress, also).await?;
+    writes::write(&mut *conn, &rows, &result.progress, None).await?;
     dead_letters::record(&mut *conn, &mut result.outcome.dead_lettered, policy).await?;
-    Ok((result, also_returned))
+    Ok(result)
 }
 
 /// Applies one step in its own savepoint; if the database refuses its

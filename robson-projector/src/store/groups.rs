@@ -1,6 +1,7 @@
 //! [`try_apply_groups_with`]: several callers' batches applied as one, so
 //! that small batches of different stream partitions share one progress
 //! lock, one row load, one write statement and the caller's one commit.
+//! A single batch is one group (`try_apply_batch_with`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -13,21 +14,6 @@ use super::batch::{read_predecessors, starting_at_seq_one};
 use super::plan::{self, Plan};
 use super::{dead_letters, progress, tables, writes, AlsoWrite, BatchOutcome, PoisonPolicy};
 use crate::error::{ErrorClass, ProjectionError};
-
-/// A write of the caller's made by the groups' write statement, as
-/// [`AlsoWrite`], bound with how many events each group applied.
-pub trait AlsoWriteGroups: Sync {
-    /// As [`AlsoWrite::sql`].
-    fn sql(&self) -> &'static str;
-    /// As [`AlsoWrite::params`].
-    fn params(&self) -> usize;
-    /// Binds the parameters, `applied[i]` the events group `i` applied.
-    fn bind<'q>(
-        &self,
-        query: crate::tables::PgQuery<'q>,
-        applied: &[u64],
-    ) -> crate::tables::PgQuery<'q>;
-}
 
 /// What [`try_apply_groups_with`] did.
 #[derive(Debug)]
@@ -50,7 +36,18 @@ pub async fn try_apply_groups_with(
     conn: &mut PgConnection,
     groups: &[&[EventEnvelope]],
     policy: PoisonPolicy,
-    also: &dyn AlsoWriteGroups,
+    also: &dyn AlsoWrite,
+) -> Result<(GroupsAttempt, u64), ProjectionError> {
+    apply_groups(conn, groups, policy, Some(also)).await
+}
+
+/// [`try_apply_groups_with`] with `also` optional; one group is
+/// [`super::try_apply_batch_with`].
+pub(super) async fn apply_groups(
+    conn: &mut PgConnection,
+    groups: &[&[EventEnvelope]],
+    policy: PoisonPolicy,
+    also: Option<&dyn AlsoWrite>,
 ) -> Result<(GroupsAttempt, u64), ProjectionError> {
     let mut streams: BTreeMap<String, Uuid> = BTreeMap::new();
     let mut fresh: BTreeSet<&str> = BTreeSet::new();
@@ -60,7 +57,9 @@ pub async fn try_apply_groups_with(
         }
         fresh.extend(starting_at_seq_one(events));
     }
-    if streams.len() != groups.iter().map(|g| distinct_streams(g)).sum::<usize>() {
+    if groups.len() > 1
+        && streams.len() != groups.iter().map(|g| distinct_streams(g)).sum::<usize>()
+    {
         // A stream in two groups: applied as one batch each, in turn.
         return Ok((GroupsAttempt::NeedsCare, 0));
     }
@@ -82,18 +81,19 @@ pub async fn try_apply_groups_with(
             .iter()
             .map(|range| plan::apply_steps(&mut rows, &steps[range.clone()], &progress, policy))
             .collect();
-        let moved: Vec<_> = results.iter().flat_map(|r| r.progress.clone()).collect();
+        let moved: Vec<_> = results
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.progress))
+            .collect();
         let applied: Vec<u64> = outcomes
             .iter()
             .zip(&results)
             .map(|(before, result)| before.applied + result.outcome.applied)
             .collect();
-        let bound = Grouped { also, applied };
-        let returned = writes::write(&mut *conn, &rows, &moved, Some((&bound, 0))).await?;
+        let also = also.map(|a| (a, applied.as_slice()));
+        let returned = writes::write(&mut *conn, &rows, &moved, also).await?;
         for result in &mut results {
-            if !result.outcome.dead_lettered.is_empty() {
-                dead_letters::record(&mut *conn, &mut result.outcome.dead_lettered, policy).await?;
-            }
+            dead_letters::record(&mut *conn, &mut result.outcome.dead_lettered, policy).await?;
         }
         Ok::<_, ProjectionError>((results, returned))
     };
@@ -116,24 +116,4 @@ fn distinct_streams(events: &[EventEnvelope]) -> usize {
         .map(|e| e.stream_key.as_str())
         .collect::<BTreeSet<_>>()
         .len()
-}
-
-/// [`AlsoWriteGroups`] seen as the [`AlsoWrite`] the write statement takes.
-struct Grouped<'a> {
-    also: &'a dyn AlsoWriteGroups,
-    applied: Vec<u64>,
-}
-
-impl AlsoWrite for Grouped<'_> {
-    fn sql(&self) -> &'static str {
-        self.also.sql()
-    }
-
-    fn params(&self) -> usize {
-        self.also.params()
-    }
-
-    fn bind<'q>(&self, query: crate::tables::PgQuery<'q>, _: u64) -> crate::tables::PgQuery<'q> {
-        self.also.bind(query, &self.applied)
-    }
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::error::ErrorKind;
 
 pub use batch::{apply_batch, apply_event, try_apply_batch, try_apply_batch_with, Attempt};
-pub use groups::{try_apply_groups_with, AlsoWriteGroups, GroupsAttempt};
+pub use groups::{try_apply_groups_with, GroupsAttempt};
 pub use operator::{
     catch_up_stream, list_parked, list_parked_page, resume_stream, ParkedStream, ResumeAction,
     ResumeError, Resumed,
@@ -29,8 +29,10 @@ pub use operator::{
 pub use tables::load as load_rows;
 
 /// A write of the caller's that a batch's write statement makes as well
-/// (`store::writes`): the daemon's checkpoint, one round trip fewer than a
-/// statement of its own, in the same transaction and snapshot.
+/// (`store::writes`): the daemon's checkpoints, one round trip fewer than a
+/// statement of its own, in the same transaction and snapshot. Bound with
+/// how many events each batch applied: one count for
+/// [`try_apply_batch_with`], one per group for [`try_apply_groups_with`].
 pub trait AlsoWrite: Sync {
     /// A data-modifying statement with a `RETURNING` clause, its
     /// parameters `$1` to `$`[`AlsoWrite::params`] with their types cast
@@ -38,11 +40,11 @@ pub trait AlsoWrite: Sync {
     fn sql(&self) -> &'static str;
     /// How many parameters [`AlsoWrite::sql`] has.
     fn params(&self) -> usize;
-    /// Binds them in order, knowing how many events the batch applied.
+    /// Binds them in order, `applied[i]` the events batch `i` applied.
     fn bind<'q>(
         &self,
         query: crate::tables::PgQuery<'q>,
-        applied: u64,
+        applied: &[u64],
     ) -> crate::tables::PgQuery<'q>;
 }
 

@@ -34,13 +34,13 @@ use crate::rows::{BalanceRow, FillRow, OrderRow, PositionRow, RiskRow, StrategyR
 use crate::tables::Projection;
 
 /// Writes every changed row once, the new fills, `moved`'s progress and
-/// the caller's `also` (bound with `applied`). Returns how many rows `also`
+/// the caller's `also` (bound with `applied`, a count per batch). Returns how many rows `also`
 /// returned (0 without it).
 pub async fn write(
     conn: &mut PgConnection,
     tables: &Tables,
     moved: &[Progress],
-    also: Option<(&dyn AlsoWrite, u64)>,
+    also: Option<(&dyn AlsoWrite, &[u64])>,
 ) -> Result<u64, ProgressError> {
     let (stored, new) = progress::split(moved);
     let orders = tables.orders.changed();

@@ -9,8 +9,7 @@ use robson_eventlog::EventEnvelope;
 use robson_projector::tables::PgQuery;
 use robson_projector::{
     apply_batch, apply_event, try_apply_batch, try_apply_batch_with, try_apply_groups_with,
-    AlsoWrite, AlsoWriteGroups, Attempt, ErrorClass, ErrorKind, GroupsAttempt, PoisonPolicy,
-    ProjectionError,
+    AlsoWrite, Attempt, ErrorClass, ErrorKind, GroupsAttempt, PoisonPolicy, ProjectionError,
 };
 use serde_json::json;
 use sqlx::{Connection, PgPool};
@@ -378,8 +377,9 @@ impl AlsoWrite for CountApplied {
         2
     }
 
-    fn bind<'q>(&self, query: PgQuery<'q>, applied: u64) -> PgQuery<'q> {
-        query.bind(self.0).bind(applied as i64)
+    fn bind<'q>(&self, query: PgQuery<'q>, applied: &[u64]) -> PgQuery<'q> {
+        assert_eq!(applied.len(), 1, "one batch, one count");
+        query.bind(self.0).bind(applied[0] as i64)
     }
 }
 
@@ -396,6 +396,17 @@ async fn try_with(pool: &PgPool, events: &[EventEnvelope], also: &CountApplied) 
     (outcome.applied, returned)
 }
 
+/// `test_also` with rows 1 to `rows`, nothing applied, never moved.
+async fn create_test_also(pool: &PgPool, rows: i32) {
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE test_also (id int PRIMARY KEY, applied bigint NOT NULL, moves bigint NOT NULL);
+         INSERT INTO test_also SELECT id, 0, 0 FROM generate_series(1, {rows}) AS id;"
+    ))
+    .execute(pool)
+    .await
+    .expect("test_also");
+}
+
 async fn also_row(pool: &PgPool) -> (i64, i64) {
     sqlx::query_as("SELECT applied, moves FROM test_also WHERE id = 1")
         .fetch_one(pool)
@@ -407,13 +418,7 @@ async fn also_row(pool: &PgPool) -> (i64, i64) {
 #[ignore = "needs PostgreSQL"]
 async fn the_callers_write_is_made_by_the_batch_statement_even_when_the_batch_writes_nothing() {
     let db = TestDb::new().await;
-    sqlx::raw_sql(
-        "CREATE TABLE test_also (id int PRIMARY KEY, applied bigint NOT NULL, moves bigint NOT NULL);
-         INSERT INTO test_also VALUES (1, 0, 0);",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("test_also");
+    create_test_also(&db.pool, 1).await;
     let events = seed(&db.pool).await;
 
     let (applied, returned) = try_with(&db.pool, &events, &CountApplied(1)).await;
@@ -448,7 +453,7 @@ async fn the_callers_write_is_made_by_the_batch_statement_even_when_the_batch_wr
 /// (group i in row i + 1), as the daemon's checkpoints of a group do.
 struct CountEach;
 
-impl AlsoWriteGroups for CountEach {
+impl AlsoWrite for CountEach {
     fn sql(&self) -> &'static str {
         "UPDATE test_also AS t SET applied = t.applied + v.applied, moves = t.moves + 1
            FROM unnest($1::int4[], $2::int8[]) AS v(id, applied)
@@ -490,13 +495,7 @@ async fn try_groups(pool: &PgPool, groups: &[&[EventEnvelope]]) -> Option<(Vec<u
 #[ignore = "needs PostgreSQL"]
 async fn batches_of_several_partitions_applied_as_one_write_what_each_alone_writes() {
     let db = TestDb::new().await;
-    sqlx::raw_sql(
-        "CREATE TABLE test_also (id int PRIMARY KEY, applied bigint NOT NULL, moves bigint NOT NULL);
-         INSERT INTO test_also VALUES (1, 0, 0), (2, 0, 0);",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("test_also");
+    create_test_also(&db.pool, 2).await;
     let events = seed(&db.pool).await;
     let (orders, accounts): (Vec<EventEnvelope>, Vec<EventEnvelope>) = events
         .iter()

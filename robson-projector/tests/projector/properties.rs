@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use robson_eventlog::{append_batch, Event, EventEnvelope};
 use robson_projector::tables::PgQuery;
-use robson_projector::{try_apply_groups_with, AlsoWriteGroups, GroupsAttempt, PoisonPolicy};
+use robson_projector::{try_apply_groups_with, AlsoWrite, GroupsAttempt, PoisonPolicy};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -147,6 +147,32 @@ fn interleave(events: &[EventEnvelope], choices: &[u8]) -> Vec<EventEnvelope> {
     out
 }
 
+/// `events` cut into batches whose sizes cycle through `sizes`.
+fn batches<'a>(events: &'a [EventEnvelope], sizes: &[usize]) -> Vec<&'a [EventEnvelope]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for size in sizes.iter().cycle() {
+        if start >= events.len() {
+            break;
+        }
+        let end = (start + size).min(events.len());
+        out.push(&events[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// `events` with the pairs `shuffle` names swapped: out of seq order
+/// within streams, so that predecessors are read from the log.
+fn shuffled(events: &[EventEnvelope], shuffle: &[u8]) -> Vec<EventEnvelope> {
+    let mut delivery = events.to_vec();
+    for (i, s) in shuffle.iter().enumerate() {
+        let n = delivery.len();
+        delivery.swap(i % n, usize::from(*s) % n);
+    }
+    delivery
+}
+
 /// Applies `events` in batches whose sizes cycle through `sizes`.
 async fn project_in_batches(
     db: &TestDb,
@@ -154,14 +180,8 @@ async fn project_in_batches(
     sizes: &[usize],
     policy: PoisonPolicy,
 ) {
-    let mut start = 0;
-    for size in sizes.iter().cycle() {
-        if start >= events.len() {
-            break;
-        }
-        let end = (start + size).min(events.len());
-        support::apply_in_transaction(&db.pool, &events[start..end], policy).await;
-        start = end;
+    for batch in batches(events, sizes) {
+        support::apply_in_transaction(&db.pool, batch, policy).await;
     }
 }
 
@@ -169,7 +189,7 @@ async fn project_in_batches(
 /// checkpoints; here a row per group and nothing written.
 struct RowPerGroup;
 
-impl AlsoWriteGroups for RowPerGroup {
+impl AlsoWrite for RowPerGroup {
     fn sql(&self) -> &'static str {
         "SELECT unnest($1::int8[]) AS applied"
     }
@@ -194,14 +214,9 @@ async fn project_in_groups(
     partitions: usize,
     policy: PoisonPolicy,
 ) {
-    let mut start = 0;
-    for size in sizes.iter().cycle() {
-        if start >= events.len() {
-            break;
-        }
-        let end = (start + size).min(events.len());
+    for batch in batches(events, sizes) {
         let mut parts: Vec<Vec<EventEnvelope>> = vec![Vec::new(); partitions];
-        for e in &events[start..end] {
+        for e in batch {
             let hash: usize = e.stream_key.bytes().map(usize::from).sum();
             parts[hash % partitions].push(e.clone());
         }
@@ -226,7 +241,6 @@ async fn project_in_groups(
                 }
             }
         }
-        start = end;
     }
 }
 
@@ -289,13 +303,7 @@ proptest! {
     ) {
         let (same, diff) = runtime().block_on(async {
             let (db, events, expected) = baseline(&scripts, policy(skip)).await;
-            // Also out of seq order within streams when `shuffle` is given:
-            // predecessors are then read from the log.
-            let mut delivery = events.clone();
-            for (i, s) in shuffle.iter().enumerate() {
-                let n = delivery.len();
-                delivery.swap(i % n, usize::from(*s) % n);
-            }
+            let delivery = shuffled(&events, &shuffle);
             project_in_batches(&db, &delivery, &sizes, policy(skip)).await;
             let actual = support::state(&db.pool).await;
             (actual == expected, support::first_difference(&actual["tables"], &expected["tables"]))
@@ -312,11 +320,7 @@ proptest! {
     ) {
         let (same, diff) = runtime().block_on(async {
             let (db, events, expected) = baseline(&scripts, policy(skip)).await;
-            let mut delivery = events.clone();
-            for (i, s) in shuffle.iter().enumerate() {
-                let n = delivery.len();
-                delivery.swap(i % n, usize::from(*s) % n);
-            }
+            let delivery = shuffled(&events, &shuffle);
             project_in_groups(&db, &delivery, &sizes, partitions, policy(skip)).await;
             let actual = support::state(&db.pool).await;
             (actual == expected, support::first_difference(&actual["tables"], &expected["tables"]))

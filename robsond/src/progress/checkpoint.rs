@@ -212,8 +212,9 @@ impl robson_projector::AlsoWrite for Advance {
     fn bind<'q>(
         &self,
         query: robson_projector::tables::PgQuery<'q>,
-        applied: u64,
+        applied: &[u64],
     ) -> robson_projector::tables::PgQuery<'q> {
+        let applied: u64 = applied.iter().sum();
         query
             .bind(self.partition as i32)
             .bind(self.partitions as i32)
@@ -259,7 +260,7 @@ const ADVANCE_MANY: &str = "UPDATE projection_checkpoints AS c
   WHERE c.partition = v.partition AND c.partition_count = $2::int4
  RETURNING c.partition";
 
-impl robson_projector::AlsoWriteGroups for AdvanceMany {
+impl robson_projector::AlsoWrite for AdvanceMany {
     fn sql(&self) -> &'static str {
         ADVANCE_MANY
     }
@@ -297,7 +298,7 @@ pub async fn save(
 ) -> Result<(), SaveError> {
     use robson_projector::AlsoWrite as _;
     let rows = advance
-        .bind(sqlx::query(ADVANCE), applied)
+        .bind(sqlx::query(ADVANCE), &[applied])
         .execute(&mut *conn)
         .await?
         .rows_affected();

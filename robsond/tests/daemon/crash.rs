@@ -132,16 +132,6 @@ async fn append_slowly(
     }
 }
 
-/// The batches a daemon committed in a group (`robson_grouped_batches_total`).
-async fn grouped(daemon: &Daemon, outcome: &str) -> f64 {
-    let metrics = crate::support::get_text(&crate::support::http(), &daemon.url("/metrics")).await;
-    crate::support::metric_sum(
-        &metrics,
-        "robson_grouped_batches_total",
-        &format!(r#"outcome="{outcome}""#),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL"]
 async fn kill_9s_under_a_live_load_of_grouped_small_batches_leave_the_tables_of_one_clean_run() {
@@ -164,14 +154,14 @@ async fn kill_9s_under_a_live_load_of_grouped_small_batches_leave_the_tables_of_
         daemon.wait_live().await;
         let started = std::time::Instant::now();
         // At least one group committed in this run, then a random moment.
-        while grouped(&daemon, "committed").await == 0.0 {
+        while crate::support::grouped(&daemon, "committed").await == 0.0 {
             daemon.assert_running("before a group committed");
             crate::support::guard_against_hang(started, "no group of batches ever committed");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(0..=400))).await;
         daemon.assert_running("before its kill");
-        committed_in_groups += grouped(&daemon, "committed").await;
+        committed_in_groups += crate::support::grouped(&daemon, "committed").await;
         daemon.kill().await;
         eprintln!(
             "kill {kill}: {} events projected, {committed_in_groups} batches committed in groups so far",

@@ -10,8 +10,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{
-    append_all, append_flows, event, get_json, get_text, guard_against_hang, http, metric_sum,
-    robsond, stream, texts, unprojected, wait_caught_up, wait_for_stream, Daemon,
+    append_all, append_flows, assert_equals_clean_run, event, get_json, get_text, grouped,
+    guard_against_hang, http, metric_sum, robsond, stream, texts, unprojected, wait_caught_up,
+    wait_for_stream, Daemon,
 };
 
 pub const PARKED_SEQ: &str =
@@ -268,4 +269,57 @@ async fn with_on_poison_skip_a_bad_event_is_dead_lettered_and_its_stream_goes_on
     };
     assert_eq!(dead_lettered, 1.0);
     daemon.stop().await;
+}
+
+/// A write the database refuses, in a group of small batches of several
+/// partitions (`daemon::group`): the group commits nothing, each batch is
+/// applied alone, and only the refused event is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn a_write_the_database_refuses_in_a_group_parks_only_its_stream() {
+    let db = TestDb::new().await;
+    sqlx::raw_sql("ALTER TABLE balances_current ADD CONSTRAINT test_no_sol CHECK (asset <> 'SOL')")
+        .execute(&db.pool)
+        .await
+        .expect("add constraint");
+    let mut daemon = Daemon::start(&db.url, &[("ROBSON_PARTITIONS", "8")]).await;
+    let tenant = Uuid::new_v4();
+    // One append, so one read: a balance sample on each of 8 accounts, a
+    // few events per partition, the first refused by the database.
+    let accounts: Vec<(Uuid, String)> = (0..8).map(|_| stream("account")).collect();
+    let events: Vec<_> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, (account, key))| {
+            let asset = if i == 0 { "SOL" } else { "USDT" };
+            let payload =
+                json!({"account_id": account, "asset": asset, "free": "1", "locked": "0"});
+            event(tenant, key, "BALANCE_SAMPLED", payload)
+        })
+        .collect();
+    append_all(&db.pool, &events).await;
+    wait_caught_up(&db.pool, &mut daemon).await;
+
+    assert!(
+        grouped(&daemon, "alone").await >= 1.0,
+        "the group fell back"
+    );
+    let parked: i64 = sqlx::query_scalar(PARKED_SEQ)
+        .bind(&accounts[0].1)
+        .fetch_one(&db.pool)
+        .await
+        .expect("parked seq");
+    assert_eq!(parked, 1, "the refused event's stream is parked on it");
+    let letters: Vec<String> = sqlx::query_scalar("SELECT stream_key FROM projection_dead_letters")
+        .fetch_all(&db.pool)
+        .await
+        .expect("dead letters");
+    assert_eq!(letters, vec![accounts[0].1.clone()]);
+    let balances: i64 = sqlx::query_scalar("SELECT count(*) FROM balances_current")
+        .fetch_one(&db.pool)
+        .await
+        .expect("balances");
+    assert_eq!(balances, 7, "every other stream applied");
+    daemon.stop().await;
+    assert_equals_clean_run(&db.pool, &db.url, &[("ROBSON_PARTITIONS", "3")]).await;
 }

@@ -291,6 +291,17 @@ pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// Small batches a daemon handed to its group, by outcome (`committed`,
+/// `alone`: `robson_grouped_batches_total`).
+pub async fn grouped(daemon: &Daemon, outcome: &str) -> f64 {
+    let metrics = get_text(&http(), &daemon.url("/metrics")).await;
+    metric_sum(
+        &metrics,
+        "robson_grouped_batches_total",
+        &format!(r#"outcome="{outcome}""#),
+    )
+}
+
 /// Generated trading flows (see `robsond generate`) of at least `events`
 /// events in all, whole flows only, from `seed`.
 pub fn flows(seed: u64, events: usize) -> Vec<Event> {
