@@ -499,3 +499,64 @@ async fn a_log_reader_waits_for_an_open_writer_and_keeps_its_setting_to_itself()
     assert_eq!(sort(&mut pooled).await.expect("show"), "on");
     reader.close().await.expect("close");
 }
+
+/// A [`LogReader`]'s two statements keep one generic plan for the session
+/// (planning them on every call cost more than running them), and that
+/// plan must walk the commit-order index however full the log was when it
+/// was made: a seq scan and a sort planned on an empty log would be kept
+/// as the log grows. Checked on an empty log, then on the same session and
+/// on a new one once thousands of events are in and analysed.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_log_readers_kept_plans_walk_the_index_on_an_empty_log_and_a_full_one() {
+    let db = TestDb::new().await;
+    let options = db.pool.connect_options();
+    let mut early = LogReader::connect(&options).await.expect("connect");
+    assert_index_walks(&mut early, "planned on an empty log").await;
+
+    let tenant = Uuid::new_v4();
+    let events: Vec<_> = (0..4000)
+        .map(|i| event(tenant, &format!("order:{}", i % 400), json!({ "i": i })))
+        .collect();
+    for chunk in events.chunks(500) {
+        robson_eventlog::append_batch(&db.pool, chunk)
+            .await
+            .expect("append");
+    }
+    sqlx::query("ANALYZE event_log")
+        .execute(&db.pool)
+        .await
+        .expect("analyze");
+
+    assert_index_walks(&mut early, "the same session, 4,000 events later").await;
+    let mut late = LogReader::connect(&options).await.expect("connect");
+    assert_index_walks(&mut late, "planned on 4,000 events").await;
+    let read = late
+        .read_committed(Position::START, 10_000)
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 4000, "every event read once");
+    early.close().await.expect("close");
+    late.close().await.expect("close");
+}
+
+async fn assert_index_walks(reader: &mut LogReader, when: &str) {
+    for plan in reader.explain_plans().await.expect("explain") {
+        // The plan's nodes: "Name  (cost=…" lines, without the arrows.
+        let nodes: Vec<&str> = plan
+            .lines()
+            .filter_map(|line| line.split_once("  (cost=").map(|(name, _)| name))
+            .map(|name| name.trim_start().trim_start_matches("->").trim_start())
+            .collect();
+        assert!(
+            nodes.iter().any(|n| n.starts_with("Index")),
+            "{when}: no index scan in\n{plan}"
+        );
+        assert!(
+            !nodes
+                .iter()
+                .any(|n| n.starts_with("Seq Scan") || n.ends_with("Sort")),
+            "{when}: a scan or a sort in\n{plan}"
+        );
+    }
+}
