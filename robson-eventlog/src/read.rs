@@ -1,9 +1,11 @@
 //! Reading the log: the commit-safe consumer read, per-stream reads and
 //! queries by tenant, type, time range and correlation ids.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, FromRow, PgConnection, PgExecutor};
+use sqlx::{Connection, Executor, FromRow, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Position};
@@ -146,17 +148,17 @@ async fn in_index_order(
 }
 
 /// The consumer read: `$1` the cursor's transaction id (text), `$2` its
-/// position, `$3` the limit.
-fn committed_read_sql() -> String {
+/// position, `$3` the limit. Built once: the poller sends it on every read.
+static COMMITTED_READ_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM event_log \
           WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
             AND tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot())) \
           ORDER BY event_log.tx_id, event_log.global_position LIMIT $3"
     )
-}
+});
 
-/// The held-back check: `$1`, `$2` as in [`committed_read_sql`].
+/// The held-back check: `$1`, `$2` as in [`COMMITTED_READ_SQL`].
 const COMMITTED_AFTER_SQL: &str = "SELECT 1 FROM event_log \
       WHERE (tx_id, global_position) > ($1::text::xid8, $2) \
       ORDER BY event_log.tx_id, event_log.global_position LIMIT 1";
@@ -167,8 +169,7 @@ async fn read_committed_in<'c>(
     limit: i64,
     planned: Planned,
 ) -> Result<Vec<EventEnvelope>, sqlx::Error> {
-    let sql = committed_read_sql();
-    let rows: Vec<EventRow> = sqlx::query_as(&sql)
+    let rows: Vec<EventRow> = sqlx::query_as(COMMITTED_READ_SQL.as_str())
         .persistent(planned == Planned::Generic)
         .bind(after.tx_id.to_string())
         .bind(after.global_position)
@@ -233,11 +234,9 @@ impl LogReader {
     /// through a transaction-mode connection pooler).
     pub async fn connect(options: &PgConnectOptions) -> Result<Self, sqlx::Error> {
         let mut conn = PgConnection::connect_with(options).await?;
-        for setting in ["enable_sort = off", "plan_cache_mode = force_generic_plan"] {
-            sqlx::query(&format!("SET {setting}"))
-                .execute(&mut conn)
-                .await?;
-        }
+        // One round trip, simple protocol: nothing prepared for them.
+        conn.execute("SET enable_sort = off; SET plan_cache_mode = force_generic_plan")
+            .await?;
         Ok(LogReader { conn })
     }
 
@@ -262,8 +261,8 @@ impl LogReader {
     pub async fn explain_plans(&mut self) -> Result<[String; 2], sqlx::Error> {
         let mut plans = [String::new(), String::new()];
         let statements = [
-            (committed_read_sql(), "('0', 0, 500)"),
-            (COMMITTED_AFTER_SQL.to_string(), "('0', 0)"),
+            (COMMITTED_READ_SQL.as_str(), "('0', 0, 500)"),
+            (COMMITTED_AFTER_SQL, "('0', 0)"),
         ];
         for ((sql, args), plan) in statements.iter().zip(plans.iter_mut()) {
             sqlx::raw_sql(&format!("PREPARE robson_explained AS {sql}"))
@@ -280,6 +279,21 @@ impl LogReader {
             *plan = lines.join("\n");
         }
         Ok(plans)
+    }
+
+    /// The generic and the custom plans made so far for the statements this
+    /// session has prepared (`pg_prepared_statements`), summed, and how many
+    /// statements those are.
+    #[cfg(feature = "testing")]
+    pub async fn plans_made(&mut self) -> Result<(i64, i64, i64), sqlx::Error> {
+        sqlx::query_as(
+            "SELECT count(*), coalesce(sum(generic_plans), 0)::int8, \
+                    coalesce(sum(custom_plans), 0)::int8 \
+               FROM pg_prepared_statements",
+        )
+        .persistent(false)
+        .fetch_one(&mut self.conn)
+        .await
     }
 
     /// Ends the session.

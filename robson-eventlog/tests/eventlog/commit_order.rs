@@ -501,7 +501,8 @@ async fn a_log_reader_waits_for_an_open_writer_and_keeps_its_setting_to_itself()
 }
 
 /// A [`LogReader`]'s two statements keep one generic plan for the session
-/// (planning them on every call cost more than running them), and that
+/// (planning them on every call cost more than running them): after many
+/// reads and checks, two prepared statements and no custom plan. And that
 /// plan must walk the commit-order index however full the log was when it
 /// was made: a seq scan and a sort planned on an empty log would be kept
 /// as the log grows. Checked on an empty log, then on the same session and
@@ -536,6 +537,20 @@ async fn a_log_readers_kept_plans_walk_the_index_on_an_empty_log_and_a_full_one(
         .await
         .expect("read");
     assert_eq!(read.len(), 4000, "every event read once");
+    for _ in 0..10 {
+        early
+            .read_committed(Position::START, 100)
+            .await
+            .expect("read");
+        early.committed_after(Position::START).await.expect("check");
+    }
+    let (statements, generic, custom) = early.plans_made().await.expect("plans");
+    assert_eq!(statements, 2, "the read and the check, prepared");
+    assert_eq!(custom, 0, "no plan made for one call's bounds");
+    assert!(
+        generic >= 20,
+        "one generic plan used by every call: {generic}"
+    );
     early.close().await.expect("close");
     late.close().await.expect("close");
 }

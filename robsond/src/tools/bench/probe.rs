@@ -5,13 +5,12 @@
 //! The observer looks inside the server: one statement per probe, a loop
 //! in a temporary function that checks for the row (each check a fresh
 //! snapshot) and sleeps about a millisecond between checks, returning the
-//! server's clock when it sees it. Polling from the client instead
-//! (`ROBSON_BENCH_PROBE=client`: a query every 0.5 ms, the figures of the
-//! bench before 2026-12-07) costs a round trip per check — up to 2,000 a
-//! second, a third of a core on a 2-core machine — and its wake-ups share
-//! the bench's thread with the load writer: the instrument then competed
-//! with what it measured, more the slower the daemon was
-//! (docs/performance.md, "The probe inside the server").
+//! server's clock when it sees it. Polling from the client (a query every
+//! 0.5 ms, the bench's observer until 2026-12-07) cost a round trip per
+//! check — up to 2,000 a second; the idle phase alone kept a 2-core
+//! machine 18 % busy — and its wake-ups shared the bench's thread with the
+//! load writer: the instrument competed with what it measured, more the
+//! slower the daemon was (docs/performance.md, "Planned once").
 
 use std::time::{Duration, Instant};
 
@@ -82,13 +81,10 @@ pub async fn latencies(pool: &PgPool, n: usize) -> anyhow::Result<Latencies> {
     let tenant = Uuid::new_v4();
     let account = Uuid::new_v4();
     let mut watcher = pool.acquire().await?.detach();
-    let observer = Observer::from_env();
-    if observer == Observer::Server {
-        sqlx::raw_sql(SEEN_FUNCTION).execute(&mut watcher).await?;
-    }
+    sqlx::raw_sql(SEEN_FUNCTION).execute(&mut watcher).await?;
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
-        samples.push(one_probe(pool, &mut watcher, observer, tenant, account, i).await?);
+        samples.push(one_probe(pool, &mut watcher, tenant, account, i).await?);
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = watcher.close().await;
@@ -162,24 +158,6 @@ fn per_tick_cap(rate: u64) -> usize {
     (rate as usize / 100 * 4).max(1)
 }
 
-/// Where a probe watches for its row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Observer {
-    /// A loop in the server ([`SEEN_FUNCTION`]), the default.
-    Server,
-    /// A query from the client every 0.5 ms (`ROBSON_BENCH_PROBE=client`).
-    Client,
-}
-
-impl Observer {
-    fn from_env() -> Observer {
-        match std::env::var("ROBSON_BENCH_PROBE").as_deref() {
-            Ok("client") => Observer::Client,
-            _ => Observer::Server,
-        }
-    }
-}
-
 /// Waits (in the server, on the watcher's session) until the order is in
 /// `orders_current`, checking about every millisecond (`pg_sleep` rounds a
 /// wait up to whole milliseconds); returns the server's clock when it saw
@@ -205,7 +183,6 @@ END $$";
 async fn one_probe(
     pool: &PgPool,
     watcher: &mut PgConnection,
-    observer: Observer,
     tenant: Uuid,
     account: Uuid,
     i: usize,
@@ -222,36 +199,15 @@ async fn one_probe(
         Utc::now(),
     );
     robson_eventlog::append_event(pool, &event).await?;
-    let committed = Instant::now();
     let committed_at = Utc::now();
-    if observer == Observer::Server {
-        let seen: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT pg_temp.robson_probe_seen($1, $2, 10000)")
-                .bind(tenant)
-                .bind(order)
-                .fetch_one(&mut *watcher)
-                .await?;
-        let seen =
-            seen.ok_or_else(|| anyhow::anyhow!("a probe event was not projected within 10 s"))?;
-        let ms = (seen - committed_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
-        return Ok((committed_at, ms.max(0.0)));
-    }
-    let deadline = committed + Duration::from_secs(10);
-    loop {
-        let seen: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM orders_current WHERE tenant_id = $1 AND order_id = $2)",
-        )
-        .bind(tenant)
-        .bind(order)
-        .fetch_one(&mut *watcher)
-        .await?;
-        if seen {
-            return Ok((committed_at, committed.elapsed().as_secs_f64() * 1000.0));
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "a probe event was not projected within 10 s"
-        );
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
+    let seen: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT pg_temp.robson_probe_seen($1, $2, 10000)")
+            .bind(tenant)
+            .bind(order)
+            .fetch_one(&mut *watcher)
+            .await?;
+    let seen =
+        seen.ok_or_else(|| anyhow::anyhow!("a probe event was not projected within 10 s"))?;
+    let ms = (seen - committed_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0;
+    Ok((committed_at, ms.max(0.0)))
 }
