@@ -15,6 +15,7 @@
 
 mod admin;
 mod adversarial;
+mod allocator;
 mod cli_help;
 mod config;
 mod crash;
