@@ -1,6 +1,6 @@
 //! The daemon runs on jemalloc with the settings of `.cargo/config.toml`
 //! built in (two arenas, freed pages returned after a second): without
-//! them a catch-up's peak RSS rose by up to 57 MiB (docs/performance.md,
+//! them a catch-up's peak RSS rose by up to 59 MiB (docs/performance.md,
 //! "jemalloc"). jemalloc prints the options it runs with when asked
 //! through its environment variable. Needs no database.
 
